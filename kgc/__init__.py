@@ -1,0 +1,24 @@
+"""kgc: knowledge-graph completion Transformers pretrained on graph-algorithm signals.
+
+Implements "Using Graph Algorithms to Pretrain Graph Completion Transformers"
+(Pilault, Galkin, Fatemi, Taslakian, Vazquez, Pal; arXiv 2210.07453), with the
+open points fixed in DESIGN.md / docs/decisions.md.
+"""
+
+__version__ = "0.1.0"
+
+
+class KGCError(Exception):
+    """Base class of every user-facing kgc error (CLIs print it as one line and exit 2)."""
+
+
+def __getattr__(name):  # lazy: keep `import kgc` cheap
+    if name == "load_dataset":
+        from kgc.data import load_dataset
+
+        return load_dataset
+    if name == "predict":
+        from kgc.predict import predict
+
+        return predict
+    raise AttributeError(f"module 'kgc' has no attribute {name!r}")

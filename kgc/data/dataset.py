@@ -1,0 +1,366 @@
+"""The :class:`KGDataset` object, its on-disk cache, and :func:`load_dataset`.
+
+Contract (docs/architecture.md, "Data"): splits are int64 tensors
+``(N, 1 + max_arity)`` with rows ``[relation, e_1, ..., e_k, -1, ...]``;
+entity/relation ids are the positions of the raw names sorted over all splits;
+entities that occur only in valid/test are kept (they are ranking candidates
+without train edges) and counted by ``python -m kgc.data stats``.
+
+Cache: parsed arrays live in ``kgc_home()/datasets/<name>/<fingerprint>/`` as
+``arrays.npz`` (int64, loaded with ``allow_pickle=False``) and ``meta.json``
+(names and metadata); no pickle.  The folder is built under a temp name and
+renamed into place, so an interrupted load never leaves a half-written cache
+entry.  The fingerprint covers the source files' sha256s, the parse options and
+:data:`kgc.data.parse.PARSE_VERSION`; :data:`CACHE_FORMAT` versions the layout
+of the cache files themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from kgc import KGCError
+from kgc.data.parse import PARSE_VERSION
+from kgc.data.registry import SPLITS
+from kgc.utils.io import kgc_home
+
+CACHE_FORMAT = 1
+
+
+def fingerprint_of(parts: Mapping[str, Any]) -> str:
+    """sha256 over a canonical JSON of ``parts`` (source sha256s + parse options) and PARSE_VERSION."""
+    payload = json.dumps({"parse_version": PARSE_VERSION, **parts}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class FilterIndex:
+    """All true answers of a query over train+valid+test.
+
+    A query is a fact with one entity position masked: ``(relation, position,
+    other entities)``.  For binary data, ``answers(r, 1, [t])`` are the true
+    heads of ``(?, r, t)`` and ``answers(r, 2, [h])`` the true tails of ``(h, r, ?)``.
+    Built once (a dict keyed by the masked row); lookups return sorted
+    int64 tensors ``(n,)``.
+    """
+
+    def __init__(self, facts: np.ndarray):
+        index: dict[tuple, set[int]] = {}
+        arity = (facts[:, 1:] >= 0).sum(1)
+        for row, k in zip(facts.tolist(), arity.tolist()):
+            ents = row[1 : 1 + k]
+            for pos in range(k):
+                key = (row[0], pos + 1, *ents[:pos], *ents[pos + 1 :])
+                index.setdefault(key, set()).add(ents[pos])
+        self._index = {k: np.array(sorted(v), dtype=np.int64) for k, v in index.items()}
+
+    def answers(self, relation: int, position: int, others: list[int] | tuple[int, ...]) -> torch.Tensor:
+        """True entities for entity ``position`` (1-based) of ``relation`` given the other entities in order."""
+        key = (int(relation), int(position), *(int(e) for e in others))
+        return torch.from_numpy(self._index.get(key, np.zeros(0, dtype=np.int64)))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+class KGDataset:
+    """A knowledge graph (or hypergraph) with train/valid/test splits.
+
+    Attributes (see docs/architecture.md): ``name``, ``entity_names``,
+    ``relation_names``, ``entity_to_id``, ``relation_to_id``, ``num_entities``,
+    ``num_relations``, ``max_arity``, ``is_binary``, ``splits`` (``"train"``,
+    ``"valid"``, ``"test"`` -> int64 ``(N, 1 + max_arity)``), ``fingerprint``;
+    ``metadata`` holds provenance (manifest name, source, policy notes).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        entity_names: list[str],
+        relation_names: list[str],
+        splits: Mapping[str, np.ndarray | torch.Tensor],
+        fingerprint: str,
+        metadata: dict[str, Any] | None = None,
+    ):
+        self.name = name
+        self.entity_names = list(entity_names)
+        self.relation_names = list(relation_names)
+        self.entity_to_id = {e: i for i, e in enumerate(self.entity_names)}
+        self.relation_to_id = {r: i for i, r in enumerate(self.relation_names)}
+        widths = set()
+        self.splits: dict[str, torch.Tensor] = {}
+        for s in SPLITS:
+            arr = splits.get(s)
+            t = torch.as_tensor(arr, dtype=torch.int64) if arr is not None else None
+            self.splits[s] = t  # type: ignore[assignment]
+            if t is not None:
+                if t.dim() != 2:
+                    raise KGCError(f"dataset {name!r}: split {s!r} must be 2-D (N, 1 + max_arity), got {tuple(t.shape)}")
+                widths.add(t.shape[1])
+        if len(widths) > 1:
+            raise KGCError(f"dataset {name!r}: splits have different widths {sorted(widths)}")
+        width = widths.pop() if widths else 3
+        for s in SPLITS:
+            if self.splits[s] is None:
+                self.splits[s] = torch.empty((0, width), dtype=torch.int64)
+        self.max_arity = max(2, width - 1)
+        self.fingerprint = fingerprint
+        self.metadata = dict(metadata or {})
+        self._filter: FilterIndex | None = None
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.entity_names)
+
+    @property
+    def num_relations(self) -> int:
+        return len(self.relation_names)
+
+    @property
+    def is_binary(self) -> bool:
+        return self.max_arity == 2
+
+    def arity(self, split: str) -> torch.Tensor:
+        """Arity of each fact of ``split``: ``(N,)`` int64 (number of non-pad entity columns)."""
+        return (self._split(split)[:, 1:] >= 0).sum(1)
+
+    def triples(self, split: str) -> torch.Tensor:
+        """``(N, 3)`` int64 columns (head, relation, tail); binary datasets only."""
+        if not self.is_binary:
+            raise KGCError(f"dataset {self.name!r} has facts of arity up to {self.max_arity}; triples() needs a binary KG")
+        f = self._split(split)
+        return torch.stack([f[:, 1], f[:, 0], f[:, 2]], dim=1)
+
+    def all_facts(self) -> torch.Tensor:
+        """train + valid + test concatenated: ``(N_all, 1 + max_arity)``."""
+        return torch.cat([self.splits[s] for s in SPLITS], dim=0)
+
+    def filter_index(self) -> FilterIndex:
+        """The (lazily built, then kept) :class:`FilterIndex` over train+valid+test."""
+        if self._filter is None:
+            self._filter = FilterIndex(self.all_facts().numpy())
+        return self._filter
+
+    def with_valid_from_train(self, fraction: float = 0.05, seed: int = 0) -> "KGDataset":
+        """A copy whose valid split is a seeded random ``fraction`` of train (removed from train).
+
+        For datasets that ship no validation split (``jf17k-sir``).  Ids and names
+        are unchanged; the fingerprint records the hold-out so caches/vocabularies
+        never mix the two variants.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise KGCError(f"fraction must be in (0, 1), got {fraction}")
+        train = self.splits["train"]
+        perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(train)))
+        n_valid = int(round(fraction * len(train)))
+        keep, held = perm[n_valid:].sort().values, perm[:n_valid].sort().values
+        fp = fingerprint_of({"base": self.fingerprint, "valid_from_train": [fraction, seed]})
+        meta = dict(self.metadata, valid_policy=f"valid = seeded {fraction:.3f} hold-out of train (seed {seed})")
+        return KGDataset(self.name, self.entity_names, self.relation_names,
+                         {"train": train[keep], "valid": train[held], "test": self.splits["test"]}, fp, meta)
+
+    def _split(self, split: str) -> torch.Tensor:
+        if split not in self.splits:
+            raise KGCError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+        return self.splits[split]
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{s}={len(self.splits[s])}" for s in SPLITS)
+        return (f"KGDataset({self.name!r}, entities={self.num_entities}, relations={self.num_relations}, "
+                f"max_arity={self.max_arity}, {sizes})")
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def cache_dir(name: str, fingerprint: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "dataset"
+    return kgc_home() / "datasets" / safe / fingerprint
+
+
+def read_cache(name: str, fingerprint: str) -> KGDataset | None:
+    """The cached dataset, or None if absent/stale (an unreadable entry is treated as absent)."""
+    d = cache_dir(name, fingerprint)
+    meta_path, arr_path = d / "meta.json", d / "arrays.npz"
+    if not (meta_path.is_file() and arr_path.is_file()):
+        return None
+    try:
+        with open(meta_path) as fh:
+            meta = json.load(fh)
+        if meta.get("cache_format") != CACHE_FORMAT or meta.get("fingerprint") != fingerprint:
+            return None
+        with np.load(arr_path, allow_pickle=False) as z:
+            arrays = {s: z[s] for s in SPLITS}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+    md = dict(meta.get("metadata", {}), from_cache=True)
+    return KGDataset(meta["name"], meta["entity_names"], meta["relation_names"], arrays, fingerprint, md)
+
+
+def write_cache(ds: KGDataset) -> Path:
+    """Write ``ds`` to its cache folder atomically (temp folder + rename); returns the folder."""
+    final = cache_dir(ds.name, ds.fingerprint)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        with open(tmp / "arrays.npz", "wb") as fh:
+            np.savez(fh, **{s: ds.splits[s].numpy() for s in SPLITS})
+        meta = {
+            "cache_format": CACHE_FORMAT,
+            "parse_version": PARSE_VERSION,
+            "fingerprint": ds.fingerprint,
+            "name": ds.name,
+            "entity_names": ds.entity_names,
+            "relation_names": ds.relation_names,
+            "metadata": {k: v for k, v in ds.metadata.items() if k != "from_cache"},
+        }
+        with open(tmp / "meta.json", "w") as fh:
+            json.dump(meta, fh)
+        for p in tmp.iterdir():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / "meta.json").is_file():  # lost a race to a complete entry: fine; else retry once
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def load_dataset(source: Any = "synthetic", *, on_bad_lines: str = "error", format: str | None = None,
+                 use_cache: bool = True, progress: bool | None = None, **kwargs: Any) -> KGDataset:
+    """Load a knowledge graph.
+
+    ``source`` is one of:
+
+    - a registered name (``fb15k237``, ``wn18rr``, ``jf17k``, ``jf17k-sir``,
+      ``umls``, ``kinships``, ``nations``; aliases like ``FB15k-237`` work);
+    - ``"synthetic"`` (kwargs ``seed``, ``num_entities`` ...; see
+      :mod:`kgc.data.synthetic`), also ``"synthetic:seed=3,num_entities=500"``;
+    - a folder with ``train.txt``/``valid.txt``/``test.txt`` (``format`` =
+      ``"triples"``/``"hyperedges"``, else detected; see :mod:`kgc.data.custom`);
+    - a path to a manifest ``.yaml`` laid out like ``datasets/*.yaml``;
+    - a pandas DataFrame with columns head/relation/tail and split, or a
+      mapping ``{"train": df, "valid": df, "test": df}``.
+
+    ``on_bad_lines`` (``error``/``warn``/``skip``) governs malformed lines.
+    """
+    from kgc.data import custom, registry, synthetic
+
+    if not isinstance(source, (str, os.PathLike)):
+        return custom.load_dataframe(source, on_bad_lines=on_bad_lines, **kwargs)
+    text = os.fspath(source)
+    if text == "synthetic" or text.startswith("synthetic:"):
+        return synthetic.load_synthetic(text, **kwargs)
+    if kwargs:
+        raise KGCError(f"unexpected keyword argument(s) {sorted(kwargs)} for dataset {text!r}")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return custom.load_folder(path, format=format, on_bad_lines=on_bad_lines, use_cache=use_cache)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return load_registered(registry.load_manifest(path), on_bad_lines=on_bad_lines, use_cache=use_cache,
+                               progress=progress)
+    manifest = registry.find_manifest(text)
+    if manifest is None:
+        if os.sep in text or text.startswith("."):
+            raise KGCError(f"{text}: no such folder (a custom dataset is a folder with train.txt, valid.txt, test.txt)")
+        registry.get_manifest(text)  # raises the 'unknown dataset' error listing known names
+    assert manifest is not None
+    return load_registered(manifest, on_bad_lines=on_bad_lines, use_cache=use_cache, progress=progress)
+
+
+def load_registered(manifest, *, on_bad_lines: str = "error", use_cache: bool = True,
+                    progress: bool | None = None) -> KGDataset:
+    """Load a manifest dataset: cache hit, else fetch -> verify -> extract -> parse -> index -> cache."""
+    from kgc.data.download import file_bytes, read_tar_members, verify_bytes
+    from kgc.data.parse import ON_BAD_LINES, index_rows, parse_text
+
+    if on_bad_lines not in ON_BAD_LINES:
+        raise KGCError(f"on_bad_lines must be one of {', '.join(ON_BAD_LINES)}, got {on_bad_lines!r}")
+    fp = fingerprint_of({
+        "kind": "registered",
+        "name": manifest.name,
+        "files": {f.name: f.sha256 for f in manifest.files},
+        "splits": {s: (None if sp is None else [sp.file, sp.member, sp.instance_id_column])
+                   for s, sp in manifest.splits.items()},
+        "format": manifest.format,
+        "delimiter": manifest.delimiter,
+        "on_bad_lines": on_bad_lines,
+    })
+    if use_cache:
+        hit = read_cache(manifest.name, fp)
+        if hit is not None:
+            return hit
+    blobs: dict[str, bytes] = {}
+    members: dict[tuple[str, str], bytes] = {}
+    split_rows: dict[str, list[list[str]]] = {}
+    for split, sp in manifest.splits.items():
+        if sp is None:
+            split_rows[split] = []
+            continue
+        spec = manifest.file(sp.file)
+        if sp.file not in blobs:
+            blobs[sp.file] = file_bytes(manifest, spec, progress=progress)
+        source = f"{manifest.directory}/{sp.file}"
+        if sp.member is not None:
+            if (sp.file, sp.member) not in members:
+                wanted = [s.member for s in manifest.splits.values() if s is not None and s.file == sp.file and s.member]
+                got = read_tar_members(blobs[sp.file], source, wanted)
+                for mname, mbytes in got.items():
+                    mspec = manifest.member(spec, mname)
+                    if mspec is not None and mspec.sha256:
+                        verify_bytes(mbytes, mspec.sha256, f"{source}:{mname}")
+                    members[(sp.file, mname)] = mbytes
+            data, source = members[(sp.file, sp.member)], f"{source}:{sp.member}"
+        else:
+            data = blobs[sp.file]
+        split_rows[split] = parse_text(data, source, manifest.format, manifest.delimiter,
+                                       sp.instance_id_column, on_bad_lines)
+        if not split_rows[split]:
+            raise KGCError(f"{source}: split {split!r} is empty (no facts)")
+    ents, rels, arrays, _ = index_rows(split_rows)
+    meta = {
+        "source": "registry",
+        "manifest": str(manifest.path),
+        "title": manifest.title,
+        "format": manifest.format,
+        "citation": manifest.citation,
+    }
+    if manifest.splits.get("valid") is None:
+        meta["valid_policy"] = ("no validation split is distributed: valid is empty; "
+                                "use KGDataset.with_valid_from_train(fraction, seed) for a seeded hold-out")
+    ds = KGDataset(manifest.name, ents, rels, arrays, fp, meta)
+    _check_expected(ds, manifest, on_bad_lines)
+    if use_cache:
+        write_cache(ds)
+    return ds
+
+
+def _check_expected(ds: KGDataset, manifest, on_bad_lines: str) -> None:
+    """Guard against parser drift: the parsed counts must equal the manifest's ``counts``."""
+    exp = manifest.expected or {}
+    if on_bad_lines != "error" or not exp:
+        return
+    got = {"entities": ds.num_entities, "relations": ds.num_relations, "max_arity": ds.max_arity}
+    for key, val in got.items():
+        if key in exp and int(exp[key]) != val:
+            raise KGCError(f"{manifest.path}: counts.{key} is {exp[key]} but parsing gave {val}")
+    for split, n in (exp.get("facts") or {}).items():
+        if split in ds.splits and int(n) != len(ds.splits[split]):
+            raise KGCError(f"{manifest.path}: counts.facts.{split} is {n} but parsing gave {len(ds.splits[split])}")
+
