@@ -1,0 +1,28 @@
+"""Fused ops for 1-N knowledge-graph completion (see docs/kernels.md).
+
+* :func:`linear_cross_entropy` - linear + label-smoothed cross-entropy over all entities,
+  forward and backward without storing the (B, E) logits.
+* :func:`filtered_rank` - filtered optimistic/pessimistic ranks without (Q, E) scores.
+
+Each op runs fused Triton kernels on CUDA, a chunked PyTorch path with bounded temporary
+memory elsewhere, or its dense ``*_ref`` on request. Choose with the ``impl=`` argument,
+:func:`use_impl` (context manager), :func:`set_impl` or ``KGC_KERNEL_IMPL``; bound the
+chunked path's memory with ``chunk_bytes=``, :func:`set_chunk_bytes` or
+``KGC_KERNEL_CHUNK_BYTES`` (default 256 MiB).
+"""
+
+from kernels._config import IMPLS, get_chunk_bytes, set_chunk_bytes, set_impl, use_impl
+from kernels.filtered_rank import filtered_rank, filtered_rank_ref
+from kernels.linear_cross_entropy import linear_cross_entropy, linear_cross_entropy_ref
+
+__all__ = [
+    "IMPLS",
+    "filtered_rank",
+    "filtered_rank_ref",
+    "get_chunk_bytes",
+    "linear_cross_entropy",
+    "linear_cross_entropy_ref",
+    "set_chunk_bytes",
+    "set_impl",
+    "use_impl",
+]

@@ -1,0 +1,91 @@
+"""Pretraining signals: graph-algorithm output -> ``(prompt, target)`` token sequences.
+
+Five signals (DESIGN.md section 2), one file each, all built from the **train**
+graph only (:class:`graph_algos.graph.KGraph` of ``ds.splits["train"]``;
+validation/test facts are never read):
+
+==================  =========================  ===============================================
+signal              prompt                     target
+==================  =========================  ===============================================
+``random_walk``     ``e0``                     ``r1 e1 ... rL eL`` (walk generation)
+``shortest_path``   ``s t``                    ``r1 e1 ... rk t``: one shortest path, every
+                                               direct ``s``-``t`` edge excluded
+``khop``            ``c``                      ``HOP_k r e`` items, hop 1 first (see khop.py)
+``ig_path``         ``h r t`` (a train edge)   ``r1 e1 ... rk t``: the best information-gain
+                                               path with the fact's own edges removed
+``lcc``             ``e``                      ``DEG_b LCC_c`` bucket tokens
+==================  =========================  ===============================================
+
+Sequence layout (prefix-LM), ``prefix_len`` = number of tokens up to and including SEP::
+
+    tokens = [TASK_x] + prompt + [SEP] + target + [EOS]      (right-padded with PAD = 0)
+
+The model attends bidirectionally over the prefix and causally over the rest and
+is trained by next-token prediction at target positions:
+``labels[i, j] = tokens[i, j + 1]`` for ``prefix_len[i] - 1 <= j <= len_i - 2``
+(the SEP position predicts the first target token; the last target token
+predicts EOS), ``-100`` elsewhere (:func:`pretrain_tasks.mixture.collate`).
+Entities are ``vocab.ent(e)``, edge labels ``vocab.rel(l)`` with the
+``graph_algos`` label layout (``r``, ``r + R`` = ``r^-1``, n-ary role pairs).
+
+API::
+
+    from graph_algos.graph import KGraph
+    from pretrain_tasks import build_vocab, get_signal, load_signal, parse_signals, cached_generate
+    g = KGraph.from_dataset(ds)                       # train facts only
+    vocab = build_vocab(ds, g)                        # Vocabulary.build(ds, label_names=g.label_names)
+    sig = load_signal("shortest_path", ["max_distance=3"])   # configs/signals/<name>.yaml + overrides
+    ex = sig.generate(ds, g, vocab, num_examples=None, seed=0)   # SignalExamples (None = config / all)
+    ex = cached_generate(sig, ds, g, vocab, seed=0)  # same, cached under kgc_home()/signals/
+    train, held = split_heldout(ex, 0.02, seed=0)
+    data = SignalDataset([train_a, train_b, ...]); sampler = WeightedTaskSampler(data, "size")
+    loader = DataLoader(data, batch_size=..., sampler=sampler, collate_fn=collate)
+
+Mixing (:mod:`pretrain_tasks.mixture`): fixed weights ("size", "uniform" or
+per signal) with :class:`WeightedTaskSampler`, or :class:`UncertaintyTaskSampler`
+(CA-MTL style: the loop reports per-example uncertainty, tasks are drawn
+∝ softmax(EMA uncertainty / temperature) with a floor).
+
+Caching (:mod:`pretrain_tasks.cache`): one ``.npz`` per (dataset fingerprint,
+signal, config, num_examples, seed, vocabulary layout, format version).
+
+Streaming (:class:`pretrain_tasks.streaming.StreamingSignalDataset`): for graphs
+too large to precompute, an ``IterableDataset`` generates fixed-size chunks on
+the fly (chunk ``c`` of worker ``w`` uses seed ``(seed, c, w)``), mixing signals
+by weight; no cache, nothing held in memory but the current chunk.
+"""
+
+from .base import Signal, build_vocab, graph_label_names
+from .cache import cached_generate
+from .mixture import (
+    SignalDataset,
+    SignalExamples,
+    UncertaintyTaskSampler,
+    WeightedTaskSampler,
+    collate,
+    make_labels,
+    resolve_weights,
+    split_heldout,
+)
+from .registry import SIGNALS, get_signal, load_signal, parse_signals
+from .streaming import StreamingSignalDataset
+
+__all__ = [
+    "SIGNALS",
+    "Signal",
+    "SignalDataset",
+    "SignalExamples",
+    "StreamingSignalDataset",
+    "UncertaintyTaskSampler",
+    "WeightedTaskSampler",
+    "build_vocab",
+    "cached_generate",
+    "collate",
+    "get_signal",
+    "graph_label_names",
+    "load_signal",
+    "make_labels",
+    "parse_signals",
+    "resolve_weights",
+    "split_heldout",
+]

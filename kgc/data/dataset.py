@@ -230,7 +230,8 @@ def write_cache(ds: KGDataset) -> Path:
         try:
             os.replace(tmp, final)
         except OSError:
-            if not (final / "meta.json").is_file():  # lost a race to a complete entry: fine; else retry once
+            # ``final`` exists: either another process just wrote a good entry (keep it) or it is stale/corrupt
+            if read_cache(ds.name, ds.fingerprint) is None:
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(tmp, final)
     finally:

@@ -69,12 +69,18 @@ def ssd_chunked(
     chunk_size: int,
     D: torch.Tensor | None = None,
     initial_states: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chunked SSD scan. Shapes in the module docstring; returns ``(y (b,l,h,p), final_state (b,h,p,n))``."""
+    return_final_state: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunked SSD scan. Shapes in the module docstring; returns ``(y (b,l,h,p), final_state (b,h,p,n))``.
+
+    With ``return_final_state=False`` the final state is None, and a sequence that fits in one
+    chunk with no initial state skips the state computation entirely (steps 2-4): the common
+    case for short KG sequences, where the (b, h, p, n) states dominate memory."""
     b, l, h, p = x.shape
     B = _expand_groups(B, h)  # (b, l, h, n)
     C = _expand_groups(C, h)
     n = B.shape[-1]
+    chunk_size = max(1, min(chunk_size, l))  # a short sequence is one chunk (no padding to chunk_size)
     pad = (-l) % chunk_size
     if pad:  # right-pad with transparent steps (dt = 0): outputs ignored, state untouched
         x_, dt_, B_, C_ = (F.pad(t, (0, 0) * (t.dim() - 2) + (0, pad)) for t in (x, dt, B, C))
@@ -90,6 +96,8 @@ def ssd_chunked(
     # 1. within-chunk outputs: y_i = sum_{j<=i} C_i.B_j exp(sum_{j<k<=i} a_k) X_j
     Ldec = torch.exp(segsum(Ad))  # (b, h, c, q, q)
     y_diag = torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", Cc, Bc, Ldec, X)
+    if c == 1 and initial_states is None and not return_final_state:
+        return _apply_d(y_diag.reshape(b, q, h, p)[:, :l], x, D), None
 
     # 2. state left at the end of each chunk by its own inputs
     decay_to_end = torch.exp(A_cum[..., -1:] - A_cum)  # (b, h, c, q)
@@ -110,7 +118,7 @@ def ssd_chunked(
     y_off = torch.einsum("bclhn,bchpn,bhcl->bclhp", Cc, incoming, decay_from_start)
 
     y = (y_diag + y_off).reshape(b, c * q, h, p)[:, :l]  # (b, l, h, p)
-    return _apply_d(y, x, D), final_state
+    return _apply_d(y, x, D), (final_state if return_final_state else None)
 
 
 def ssd_recurrent_ref(

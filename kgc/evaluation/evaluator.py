@@ -1,0 +1,342 @@
+"""Filtered link-prediction evaluation of a scorer on a dataset split (DESIGN.md section 4).
+
+Two kinds of scorer are accepted:
+
+* a :class:`LinkPredictionScorer` — ``query_vectors(tokens, roles) -> (B, D)``,
+  ``entity_weight() -> (E, D)``, ``entity_bias() -> (E,) | None`` and a ``vocab``
+  attribute (or pass ``vocab=``). Scores are ``q @ W.T + b``; ranks come from
+  ``kernels.filtered_rank`` on CUDA or from the chunked path of
+  :func:`~kgc.evaluation.ranks.filtered_ranks_from_vectors`. A kgc model is
+  wrapped with :class:`ModelScorer` (done automatically when ``vocab`` is given);
+* any callable ``score(queries: LinkPredictionQueries) -> (B, E)`` for generic models.
+
+Under ``torch.distributed`` each process ranks a contiguous shard of the queries
+(no padding duplicates) and the ranks are all-gathered, so every query counts
+exactly once and every process returns the same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+
+import torch
+
+from kgc import KGCError
+from kgc.evaluation.filter import FilterIndex, empty_filter
+from kgc.evaluation.metrics import DEFAULT_KS, _check_ks, all_policy_metrics, breakdown
+from kgc.evaluation.queries import LinkPredictionQueries
+from kgc.evaluation.ranks import (
+    DEFAULT_CHUNK_BYTES,
+    TIE_POLICIES,
+    Ranks,
+    check_tie_policy,
+    filtered_ranks_from_scores,
+    filtered_ranks_from_vectors,
+)
+
+
+@runtime_checkable
+class LinkPredictionScorer(Protocol):
+    def query_vectors(self, tokens: torch.Tensor, roles: torch.Tensor) -> torch.Tensor: ...
+
+    def entity_weight(self) -> torch.Tensor: ...
+
+    def entity_bias(self) -> torch.Tensor | None: ...
+
+
+class ModelScorer:
+    """Adapter from a kgc model (``encode`` / ``query_vectors`` / ``entity_weight``) to the scorer protocol.
+
+    Reads the hidden state at the last non-pad position of each right-padded
+    sequence (the MASK of :meth:`LinkPredictionQueries.to_tokens`).
+    """
+
+    def __init__(self, model, vocab) -> None:
+        for attr in ("encode", "query_vectors", "entity_weight", "entity_bias"):
+            if not callable(getattr(model, attr, None)):
+                raise KGCError(f"ModelScorer: the model has no {attr}() method")
+        self.model = model
+        self.vocab = vocab
+
+    def query_vectors(self, tokens: torch.Tensor, roles: torch.Tensor) -> torch.Tensor:
+        h = self.model.encode(tokens, prefix_len=None, roles=roles)  # (B, L, D)
+        last = (tokens != 0).sum(1) - 1
+        h_last = h[torch.arange(tokens.shape[0], device=h.device), last.to(h.device)]
+        return self.model.query_vectors(h_last)
+
+    def entity_weight(self) -> torch.Tensor:
+        return self.model.entity_weight()
+
+    def entity_bias(self) -> torch.Tensor | None:
+        return self.model.entity_bias()
+
+
+@dataclass
+class EvaluationResult:
+    dataset: str
+    split: str
+    tie_policy: str
+    filtered: bool
+    num_queries: int
+    num_facts: int
+    ks: tuple[int, ...]
+    metrics: dict[str, float]                       # headline (tie_policy)
+    metrics_by_policy: dict[str, dict[str, float]]  # realistic / optimistic / pessimistic
+    breakdowns: dict[str, dict[str, dict[str, float]]]  # kind -> group -> metrics (tie_policy)
+    wall_time_s: float = 0.0
+    ranks: Ranks | None = field(default=None, repr=False)
+    queries: LinkPredictionQueries | None = field(default=None, repr=False)
+
+    @property
+    def mrr(self) -> float:
+        return self.metrics["mrr"]
+
+    @property
+    def pessimistic(self) -> dict[str, float]:
+        return self.metrics_by_policy["pessimistic"]
+
+    @property
+    def optimistic(self) -> dict[str, float]:
+        return self.metrics_by_policy["optimistic"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (ranks and queries left out) for ``metrics.json``."""
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "tie_policy": self.tie_policy,
+            "filtered": self.filtered,
+            "num_queries": self.num_queries,
+            "num_facts": self.num_facts,
+            "ks": list(self.ks),
+            "metrics": dict(self.metrics),
+            **{p: dict(self.metrics_by_policy[p]) for p in TIE_POLICIES},
+            "breakdowns": {k: {g: dict(m) for g, m in v.items()} for k, v in self.breakdowns.items()},
+            "wall_time_s": self.wall_time_s,
+        }
+
+    def summary(self) -> str:
+        m = self.metrics
+        hits = " ".join(f"H@{k}={m[f'hits@{k}']:.4f}" for k in self.ks)
+        return (f"{self.dataset}/{self.split} ({self.tie_policy}, {'filtered' if self.filtered else 'raw'}, "
+                f"{self.num_queries} queries): MRR={m['mrr']:.4f} MR={m['mr']:.1f} {hits} "
+                f"[pessimistic MRR={self.pessimistic['mrr']:.4f}]")
+
+
+# ---- distributed helpers -------------------------------------------------------------------
+def _dist_world() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return 1, 0
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def shard_bounds(num_queries: int, world_size: int, rank: int) -> tuple[int, int]:
+    """Contiguous shard ``[lo, hi)`` of ``rank``; shards partition ``range(num_queries)`` exactly."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise KGCError(f"invalid distributed rank {rank} of world size {world_size}")
+    return num_queries * rank // world_size, num_queries * (rank + 1) // world_size
+
+
+def gather_ranks(local: Ranks, num_queries: int, world_size: int, rank: int, all_gather=None) -> Ranks:
+    """All-gather shard ranks into the full ``(num_queries,)`` ranks in query order.
+
+    Shards differ in length by at most one; each is padded to the longest for the
+    collective and trimmed afterwards, so no query is counted twice.
+    ``all_gather(list_out, tensor)`` defaults to ``torch.distributed.all_gather``.
+    """
+    if world_size == 1:
+        return local
+    if all_gather is None:
+        import torch.distributed as dist
+
+        all_gather = dist.all_gather
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    else:
+        device = local.optimistic.device
+    bounds = [shard_bounds(num_queries, world_size, r) for r in range(world_size)]
+    size = max(hi - lo for lo, hi in bounds)
+    lo, hi = bounds[rank]
+    if len(local) != hi - lo:
+        raise KGCError(f"rank {rank}: {len(local)} local ranks, expected {hi - lo}")
+    buf = torch.zeros(2, size, dtype=torch.int64, device=device)
+    buf[0, : hi - lo] = local.optimistic.to(device)
+    buf[1, : hi - lo] = local.pessimistic.to(device)
+    out = [torch.empty_like(buf) for _ in range(world_size)]
+    all_gather(out, buf)
+    parts = [o[:, : b[1] - b[0]].cpu() for o, b in zip(out, bounds)]
+    full = torch.cat(parts, dim=1)
+    return Ranks(full[0].contiguous(), full[1].contiguous())
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+def _resolve_scorer(scorer, vocab):
+    if isinstance(scorer, ModelScorer):
+        return "vectors", scorer, vocab if vocab is not None else scorer.vocab
+    if callable(getattr(scorer, "encode", None)):  # a raw kgc model
+        if vocab is None:
+            raise KGCError("evaluating a model needs its vocabulary: pass vocab= or wrap it in ModelScorer")
+        return "vectors", ModelScorer(scorer, vocab), vocab
+    if all(callable(getattr(scorer, a, None)) for a in ("query_vectors", "entity_weight", "entity_bias")):
+        vocab = vocab if vocab is not None else getattr(scorer, "vocab", None)
+        if vocab is None:
+            raise KGCError("the scorer needs a vocabulary to build query tokens: pass vocab= or set scorer.vocab")
+        return "vectors", scorer, vocab
+    if callable(scorer):
+        return "scores", scorer, vocab
+    raise KGCError(
+        f"cannot evaluate a {type(scorer).__name__}: expected a LinkPredictionScorer "
+        "(query_vectors/entity_weight/entity_bias) or a callable score(queries) -> (B, E)"
+    )
+
+
+@contextlib.contextmanager
+def _eval_mode(obj):
+    module = getattr(obj, "model", obj)
+    if isinstance(module, torch.nn.Module) and module.training:
+        module.eval()
+        try:
+            yield
+        finally:
+            module.train()
+    else:
+        yield
+
+
+def rank_queries(
+    scorer,
+    queries: LinkPredictionQueries,
+    num_entities: int,
+    filter_index: FilterIndex | None,
+    *,
+    batch_size: int = 512,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    entity_chunk: int | None = None,
+    vocab=None,
+    use_kernel: bool | str = "auto",
+) -> Ranks:
+    """Filtered (``filter_index`` given) or raw ranks of ``queries`` in this process (no sharding)."""
+    if batch_size < 1:
+        raise KGCError(f"batch_size must be >= 1, got {batch_size}")
+    kind, scorer, vocab = _resolve_scorer(scorer, vocab)
+    parts: list[Ranks] = []
+    with torch.no_grad(), _eval_mode(scorer):
+        if kind == "vectors":
+            weight = scorer.entity_weight()
+            bias = scorer.entity_bias()
+            if weight.shape[0] != num_entities:
+                raise KGCError(f"the scorer has {weight.shape[0]} entities, the dataset {num_entities}")
+            device = weight.device
+        for a in range(0, len(queries), batch_size):
+            batch = queries[a : a + batch_size]
+            if filter_index is not None:
+                indptr, indices = filter_index.lookup(batch)
+            else:
+                indptr, indices = empty_filter(len(batch))
+            if kind == "vectors":
+                tokens, roles = batch.to_tokens(vocab)
+                qv = scorer.query_vectors(tokens.to(device), roles.to(device))
+                r = filtered_ranks_from_vectors(
+                    qv, weight, batch.target, indptr, indices, bias,
+                    chunk_bytes=chunk_bytes, entity_chunk=entity_chunk, use_kernel=use_kernel,
+                )
+            else:
+                scores = scorer(batch)
+                if not isinstance(scores, torch.Tensor) or scores.shape != (len(batch), num_entities):
+                    got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+                    raise KGCError(f"score(queries) must return ({len(batch)}, {num_entities}) scores, got {got}")
+                ec = entity_chunk or max(1, chunk_bytes // (12 * max(len(batch), 1)))
+                r = filtered_ranks_from_scores(
+                    scores, batch.target.to(scores.device), indptr.to(scores.device), indices.to(scores.device),
+                    entity_chunk=ec,
+                )
+            parts.append(r.cpu())
+    return Ranks.cat(parts)
+
+
+def evaluate(
+    scorer,
+    dataset,
+    split: str = "test",
+    *,
+    batch_size: int = 512,
+    tie_policy: str = "realistic",
+    filtered: bool = True,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    entity_chunk: int | None = None,
+    ks: Iterable[int] = DEFAULT_KS,
+    vocab=None,
+    filter_index: FilterIndex | None = None,
+    queries: LinkPredictionQueries | None = None,
+    use_kernel: bool | str = "auto",
+    distributed: bool | str = "auto",
+    keep_ranks: bool = True,
+) -> EvaluationResult:
+    """Filtered link-prediction metrics of ``scorer`` on ``dataset.splits[split]``.
+
+    ``filter_index`` defaults to the (memoised) train+valid+test index of ``dataset``;
+    pass one to reuse it across validation rounds. ``queries`` overrides the split's
+    queries (e.g. a subsample). ``distributed="auto"`` shards over an initialised
+    ``torch.distributed`` group; ``False`` evaluates everything in this process.
+    """
+    t0 = time.perf_counter()
+    check_tie_policy(tie_policy)
+    ks = _check_ks(ks)
+    if queries is None:
+        queries = LinkPredictionQueries.from_dataset(dataset, split)
+    if len(queries) == 0:
+        raise KGCError(f"split {split!r} of {getattr(dataset, 'name', '?')!r} has no facts to evaluate")
+    num_entities = int(dataset.num_entities)
+    if filtered and filter_index is None:
+        filter_index = FilterIndex.for_dataset(dataset)
+    if not filtered:
+        filter_index = None
+
+    world, rank = _dist_world() if distributed in ("auto", True) else (1, 0)
+    lo, hi = shard_bounds(len(queries), world, rank)
+    local = rank_queries(
+        scorer, queries[lo:hi], num_entities, filter_index,
+        batch_size=batch_size, chunk_bytes=chunk_bytes, entity_chunk=entity_chunk, vocab=vocab,
+        use_kernel=use_kernel,
+    )
+    ranks = gather_ranks(local, len(queries), world, rank)
+
+    by_policy = all_policy_metrics(ranks, ks)
+    headline = ranks.get(tie_policy)
+    rel_names = list(getattr(dataset, "relation_names", []) or [])
+
+    def rel_name(r: int) -> str:
+        return rel_names[r] if r < len(rel_names) else str(r)
+
+    breakdowns: dict[str, dict[str, dict[str, float]]] = {}
+    if queries.is_binary:
+        breakdowns["direction"] = breakdown(headline, queries.direction, lambda d: ("tail", "head")[d], ks)
+    else:
+        breakdowns["arity"] = breakdown(headline, queries.arity, str, ks)
+        breakdowns["position"] = breakdown(headline, queries.direction, str, ks)
+    breakdowns["relation"] = breakdown(headline, queries.relation, rel_name, ks)
+
+    return EvaluationResult(
+        dataset=str(getattr(dataset, "name", "?")),
+        split=split,
+        tie_policy=tie_policy,
+        filtered=bool(filtered),
+        num_queries=len(queries),
+        num_facts=int(torch.unique(queries.fact_index).numel()),
+        ks=ks,
+        metrics=by_policy[tie_policy],
+        metrics_by_policy=by_policy,
+        breakdowns=breakdowns,
+        wall_time_s=time.perf_counter() - t0,
+        ranks=ranks if keep_ranks else None,
+        queries=queries if keep_ranks else None,
+    )
+
+
+ScoreFn = Callable[[LinkPredictionQueries], torch.Tensor]

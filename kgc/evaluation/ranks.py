@@ -1,0 +1,290 @@
+"""Filtered ranks with explicit tie handling.
+
+For a query with target ``t`` and score ``s_e`` per entity, and the filter ``F``
+(known true answers; the target itself is never filtered)::
+
+    optimistic  = 1 + #{e not in F, e != t : s_e >  s_t}
+    pessimistic = 1 + #{e not in F, e != t : s_e >= s_t}
+    realistic   = (optimistic + pessimistic) / 2
+
+(the "Kernels" contract of docs/architecture.md; PyKEEN's optimistic /
+pessimistic / realistic ranks). Ties are never hidden: a model giving every
+entity the same score gets optimistic rank 1 but pessimistic rank E - |F \\ {t}|.
+
+Ranks are counted block by block: unfiltered counts over a block of entity
+columns, then the (sparse) filtered entries with a higher score are subtracted,
+so no dense filter mask is built. Blocks are bounded by ``chunk_bytes``
+(query chunks first, entity column chunks only when one query row of scores
+does not fit). NaN scores raise :class:`kgc.KGCError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kgc import KGCError
+
+TIE_POLICIES = ("realistic", "optimistic", "pessimistic")
+DEFAULT_CHUNK_BYTES = 256 * 2**20
+# bytes per score element of a block: the score (<= 8) plus two boolean comparison temporaries
+_BYTES_PER_SCORE = 12
+
+
+def check_tie_policy(policy: str) -> str:
+    if policy not in TIE_POLICIES:
+        raise KGCError(f"unknown tie policy {policy!r}; valid: {', '.join(TIE_POLICIES)}")
+    return policy
+
+
+@dataclass
+class Ranks:
+    """1-based filtered ranks of ``Q`` queries (int64 CPU or device tensors)."""
+
+    optimistic: torch.Tensor
+    pessimistic: torch.Tensor
+
+    @property
+    def realistic(self) -> torch.Tensor:
+        """Mean of optimistic and pessimistic (float64; may be a half-integer)."""
+        return (self.optimistic.to(torch.float64) + self.pessimistic.to(torch.float64)) / 2
+
+    def get(self, policy: str) -> torch.Tensor:
+        """Ranks under ``policy`` as float64."""
+        check_tie_policy(policy)
+        if policy == "realistic":
+            return self.realistic
+        return getattr(self, policy).to(torch.float64)
+
+    def __len__(self) -> int:
+        return int(self.optimistic.shape[0])
+
+    def __getitem__(self, idx) -> "Ranks":
+        return Ranks(self.optimistic[idx], self.pessimistic[idx])
+
+    def cpu(self) -> "Ranks":
+        return Ranks(self.optimistic.cpu(), self.pessimistic.cpu())
+
+    @staticmethod
+    def cat(parts: list["Ranks"]) -> "Ranks":
+        if not parts:
+            return Ranks(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+        return Ranks(torch.cat([p.optimistic for p in parts]), torch.cat([p.pessimistic for p in parts]))
+
+
+# ---- filter preparation -------------------------------------------------------------
+def _check_csr(indptr: torch.Tensor, indices: torch.Tensor, num_queries: int, num_entities: int) -> None:
+    if indptr.dim() != 1 or indptr.shape[0] != num_queries + 1:
+        raise KGCError(f"filter indptr must have shape ({num_queries + 1},), got {tuple(indptr.shape)}")
+    if indices.dim() != 1:
+        raise KGCError(f"filter indices must be 1-D, got shape {tuple(indices.shape)}")
+    if int(indptr[0]) != 0 or int(indptr[-1]) != indices.shape[0]:
+        raise KGCError(
+            f"filter CSR is inconsistent: indptr[0]={int(indptr[0])}, indptr[-1]={int(indptr[-1])}, "
+            f"nnz={indices.shape[0]}"
+        )
+    if num_queries and bool((indptr[1:] < indptr[:-1]).any()):
+        raise KGCError("filter indptr must be non-decreasing")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_entities):
+        raise KGCError(f"filter indices must lie in 0..{num_entities - 1}")
+
+
+def _check_target(target: torch.Tensor, num_queries: int, num_entities: int) -> None:
+    if target.dim() != 1 or target.shape[0] != num_queries:
+        raise KGCError(f"target must have shape ({num_queries},), got {tuple(target.shape)}")
+    if num_queries and (int(target.min()) < 0 or int(target.max()) >= num_entities):
+        raise KGCError(f"target entity ids must lie in 0..{num_entities - 1}")
+
+
+def _filter_entries(
+    target: torch.Tensor, indptr: torch.Tensor, indices: torch.Tensor, num_entities: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, entity) of every filtered entry, deduplicated, the target itself removed."""
+    q = target.shape[0]
+    device = target.device
+    indptr = indptr.to(device=device, dtype=torch.int64)
+    indices = indices.to(device=device, dtype=torch.int64)
+    row = torch.repeat_interleave(torch.arange(q, device=device), indptr[1:] - indptr[:-1])
+    keep = indices != target[row]
+    code = torch.unique(row[keep] * num_entities + indices[keep])
+    return code // num_entities, code % num_entities
+
+
+class _Counter:
+    """Accumulates strict / non-strict counts of scores against the target score over blocks."""
+
+    def __init__(self, target: torch.Tensor, target_score: torch.Tensor, frow: torch.Tensor, fidx: torch.Tensor):
+        self.target = target
+        self.st = target_score
+        self.frow, self.fidx = frow, fidx
+        n = target.shape[0]
+        self.gt = torch.zeros(n, dtype=torch.int64, device=target.device)
+        self.ge = torch.zeros(n, dtype=torch.int64, device=target.device)
+
+    def add(self, block: torch.Tensor, col0: int) -> None:
+        if bool(torch.isnan(block).any()):
+            raise KGCError("the scorer produced NaN scores; cannot rank")
+        n, width = block.shape
+        col1 = col0 + width
+        st = self.st.unsqueeze(1)
+        self.gt += (block > st).sum(1)
+        self.ge += (block >= st).sum(1)
+        # the target is never counted against itself
+        rows = ((self.target >= col0) & (self.target < col1)).nonzero(as_tuple=True)[0]
+        if rows.numel():
+            v = block[rows, self.target[rows] - col0]
+            self.gt[rows] -= (v > self.st[rows]).to(torch.int64)
+            self.ge[rows] -= (v >= self.st[rows]).to(torch.int64)
+        # filtered entries are not counted either
+        if self.frow.numel():
+            sel = (self.fidx >= col0) & (self.fidx < col1)
+            r = self.frow[sel]
+            if r.numel():
+                v = block[r, self.fidx[sel] - col0]
+                s = self.st[r]
+                self.gt -= torch.bincount(r[v > s], minlength=n)
+                self.ge -= torch.bincount(r[v >= s], minlength=n)
+
+    def ranks(self) -> Ranks:
+        return Ranks(self.gt + 1, self.ge + 1)
+
+
+def _slice_csr(indptr: torch.Tensor, indices: torch.Tensor, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lo, hi = int(indptr[a]), int(indptr[b])
+    return indptr[a : b + 1] - lo, indices[lo:hi]
+
+
+# ---- from dense score blocks ------------------------------------------------------------
+def filtered_ranks_from_scores(
+    scores: torch.Tensor,
+    target: torch.Tensor,
+    filter_indptr: torch.Tensor,
+    filter_indices: torch.Tensor,
+    *,
+    entity_chunk: int | None = None,
+) -> Ranks:
+    """Ranks from a score matrix ``(B, E)`` (any float dtype; compared as given).
+
+    ``entity_chunk`` bounds the comparison temporaries to ``B x entity_chunk``.
+    """
+    if scores.dim() != 2:
+        raise KGCError(f"scores must be (B, E), got shape {tuple(scores.shape)}")
+    if not scores.is_floating_point():
+        raise KGCError(f"scores must be floating point, got {scores.dtype}")
+    b, e = scores.shape
+    target = target.to(device=scores.device, dtype=torch.int64)
+    _check_target(target, b, e)
+    _check_csr(filter_indptr, filter_indices, b, e)
+    frow, fidx = _filter_entries(target, filter_indptr, filter_indices, e)
+    st = scores.gather(1, target.unsqueeze(1)).squeeze(1)
+    counter = _Counter(target, st, frow, fidx)
+    step = e if not entity_chunk else max(1, int(entity_chunk))
+    for c0 in range(0, e, step):
+        counter.add(scores[:, c0 : c0 + step], c0)
+    return counter.ranks()
+
+
+# ---- from query vectors (the model's head) ------------------------------------------------
+def _chunk_sizes(
+    q: int, e: int, chunk_bytes: int, query_chunk: int | None, entity_chunk: int | None
+) -> tuple[int, int]:
+    if chunk_bytes <= 0:
+        raise KGCError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    budget = max(1, chunk_bytes // _BYTES_PER_SCORE)  # score elements per block
+    ec = int(entity_chunk) if entity_chunk else min(e, budget)
+    qc = int(query_chunk) if query_chunk else max(1, budget // max(ec, 1))
+    return max(1, min(qc, max(q, 1))), max(1, min(ec, e))
+
+
+def _kernel_filtered_rank():
+    try:
+        import kernels  # noqa: PLC0415  (lazy: Triton import is slow)
+
+        return getattr(kernels, "filtered_rank", None)
+    except ImportError:
+        return None
+
+
+def filtered_ranks_from_vectors(
+    queries: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    filter_indptr: torch.Tensor,
+    filter_indices: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    query_chunk: int | None = None,
+    entity_chunk: int | None = None,
+    use_kernel: bool | str = "auto",
+) -> Ranks:
+    """Ranks for scores ``queries @ weight.T + bias`` without materialising more than one block.
+
+    ``use_kernel``: ``True`` calls ``kernels.filtered_rank`` (error if missing), ``False``
+    never does, ``"auto"`` calls it for CUDA tensors when it is importable. The chunked
+    path computes in float32 (float64 if ``weight`` is float64). When one query row of
+    scores exceeds the block budget (or ``entity_chunk`` is set) the entity columns are
+    chunked, which takes two passes: the target score is read from the very block that
+    scores every other entity, so ties are exact.
+    """
+    if queries.dim() != 2 or weight.dim() != 2 or queries.shape[1] != weight.shape[1]:
+        raise KGCError(
+            f"query vectors (Q, D) and entity weight (E, D) must agree, got {tuple(queries.shape)} "
+            f"and {tuple(weight.shape)}"
+        )
+    q, e = queries.shape[0], weight.shape[0]
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != e):
+        raise KGCError(f"entity bias must have shape ({e},), got {tuple(bias.shape)}")
+    device = weight.device
+    target = target.to(device=device, dtype=torch.int64)
+    _check_target(target, q, e)
+    _check_csr(filter_indptr, filter_indices, q, e)
+
+    if use_kernel not in (True, False, "auto"):
+        raise KGCError(f"use_kernel must be True, False or 'auto', got {use_kernel!r}")
+    if use_kernel is True or (use_kernel == "auto" and device.type == "cuda"):
+        fn = _kernel_filtered_rank()
+        if fn is not None:
+            opt, pes = fn(queries, weight, target, filter_indptr.to(device), filter_indices.to(device), bias)
+            return Ranks(opt.to(torch.int64), pes.to(torch.int64))
+        if use_kernel is True:
+            raise KGCError("use_kernel=True but kernels.filtered_rank is not available")
+
+    dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+    w = weight.to(dtype)
+    bb = None if bias is None else bias.to(dtype)
+    qv = queries.to(device=device, dtype=dtype)
+    qc, ec = _chunk_sizes(q, e, chunk_bytes, query_chunk, entity_chunk)
+    frow_all, fidx_all = _filter_entries(target, filter_indptr, filter_indices, e)
+    # per-row offsets of the deduplicated filter entries (sorted by row)
+    fptr = torch.searchsorted(frow_all, torch.arange(q + 1, device=device))
+
+    def block(qs: torch.Tensor, c0: int) -> torch.Tensor:
+        out = qs @ w[c0 : c0 + ec].T
+        if bb is not None:
+            out = out + bb[c0 : c0 + ec]
+        return out
+
+    parts = []
+    for a in range(0, q, qc):
+        b = min(q, a + qc)
+        qs, tg = qv[a:b], target[a:b]
+        lo, hi = int(fptr[a]), int(fptr[b])
+        frow, fidx = frow_all[lo:hi] - a, fidx_all[lo:hi]
+        if ec >= e:
+            scores = block(qs, 0)
+            st = scores.gather(1, tg.unsqueeze(1)).squeeze(1)
+            counter = _Counter(tg, st, frow, fidx)
+            counter.add(scores, 0)
+        else:
+            st = torch.empty(b - a, dtype=dtype, device=device)
+            for c0 in range(0, e, ec):  # pass 1: target scores from the same blocks
+                rows = ((tg >= c0) & (tg < c0 + ec)).nonzero(as_tuple=True)[0]
+                if rows.numel():
+                    st[rows] = block(qs, c0)[rows, tg[rows] - c0]
+            counter = _Counter(tg, st, frow, fidx)
+            for c0 in range(0, e, ec):  # pass 2: counts
+                counter.add(block(qs, c0), c0)
+        parts.append(counter.ranks())
+    return Ranks.cat(parts)

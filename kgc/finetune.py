@@ -1,0 +1,294 @@
+"""``python -m kgc.finetune``: fine-tune for link prediction, select on validation MRR, evaluate test once.
+
+Examples::
+
+    python -m kgc.finetune --dataset wn18rr                 # from the newest pretraining run of wn18rr, if any
+    python -m kgc.finetune --dataset umls --from-scratch
+    python -m kgc.finetune --dataset fb15k237 --init runs/<pretrain-run>/checkpoints/last.ckpt --max-time 30m
+    python -m kgc.finetune --dataset ./my_kg/               # a folder with train/valid/test.txt
+
+Writes ``runs/<dataset>-finetune-<init>-<model>-<time>/`` with ``metrics.json``
+(test metrics under the stated tie policy, pessimistic beside them, breakdowns
+per direction/relation/arity), checkpoints (``best.ckpt`` by validation MRR),
+the resolved config and logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kgc import KGCError
+from kgc.cli import add_training_flags, flag_overrides, run_cli
+from kgc.config import ConfigError, _merge, apply_overrides, from_dict, to_dict
+from kgc.models.config import ModelConfig, load_model_config
+from kgc.training.config import OptimConfig, TrainerConfig
+from kgc.utils.io import read_yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "finetune"
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings. batch_size: queries per forward pass. val_max_queries: validate on a
+    fixed seeded subsample (null = all valid queries). tie_policy: headline ranks (realistic |
+    optimistic | pessimistic; pessimistic is always reported beside). chunk_mb: memory bound of a
+    score block in ranking."""
+
+    batch_size: int = 512
+    val_max_queries: int | None = 10000
+    tie_policy: str = "realistic"
+    chunk_mb: int = 256
+
+    def validate(self) -> None:
+        from kgc.evaluation.ranks import TIE_POLICIES
+
+        if self.tie_policy not in TIE_POLICIES:
+            raise ValueError(f"tie_policy must be one of {', '.join(TIE_POLICIES)}, got {self.tie_policy!r}")
+        if self.batch_size < 1 or self.chunk_mb < 1:
+            raise ValueError("batch_size and chunk_mb must be >= 1")
+        if self.val_max_queries is not None and self.val_max_queries < 1:
+            raise ValueError(f"val_max_queries must be >= 1 or null, got {self.val_max_queries}")
+
+
+@dataclass
+class FinetuneConfig:
+    """A fine-tuning run (``configs/finetune/default.yaml`` documents the defaults).
+
+    label_smoothing: of the 1-N cross-entropy. patience: stop after this many validations
+    without a better validation MRR (0 = never stop early).
+    published: reference numbers the config aims at (free-form, for reports).
+    """
+
+    dataset: str = "synthetic"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    label_smoothing: float = 0.1
+    patience: int = 5
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    published: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
+
+
+def size_defaults(ds) -> dict[str, Any]:
+    """Defaults that follow the dataset's size, so a custom KG trains sensibly without a config.
+
+    About 40 epochs of training queries capped at 20k steps, batch 128-1024 growing with the
+    number of queries, validation about 10 times per run. Per-dataset YAML files override these.
+    """
+    n_queries = int(sum(int(a) for a in ds.arity("train").tolist())) if not ds.is_binary else 2 * len(ds.splits["train"])
+    batch = int(min(1024, max(128, 2 ** round(__import__("math").log2(max(1, n_queries / 200))))))
+    steps_per_epoch = max(1, n_queries // batch)
+    max_steps = int(min(20000, max(500, 40 * steps_per_epoch)))
+    every = max(50, max_steps // 10)
+    return {"trainer": {"batch_size": batch, "max_steps": max_steps, "val_every": every, "ckpt_every": every},
+            "optim": {"warmup_steps": min(500, max_steps // 20)}}
+
+
+def find_init(args, ds, runs_root: str) -> Path | None:
+    """The checkpoint to start from: --init, else the newest pretraining run of this dataset, else None."""
+    from kgc.training.runs import find_latest_run
+
+    if args.from_scratch:
+        if args.init:
+            raise KGCError("--init and --from-scratch exclude each other")
+        return None
+    if args.init:
+        p = Path(args.init)
+        if p.is_dir():  # a run folder
+            from kgc.training.runs import RunDir
+
+            ck = RunDir(p).last_checkpoint()
+            if ck is None:
+                raise KGCError(f"{p}: run folder has no checkpoints/last.ckpt")
+            return ck
+        if not p.is_file():
+            raise KGCError(f"{p}: --init checkpoint not found")
+        return p
+    run = find_latest_run(runs_root, "pretrain", ds.name, ds.fingerprint)
+    return None if run is None else run.last_checkpoint()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kgc.finetune", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", help="registered name or folder (default: the built-in synthetic KG)")
+    p.add_argument("--init", help="pretraining checkpoint (or run folder) to start from")
+    p.add_argument("--from-scratch", action="store_true", help="do not start from a pretraining checkpoint")
+    p.add_argument("--model", help="model preset when training from scratch (transformer, hybrid, ...)")
+    add_training_flags(p)
+    args = p.parse_args(argv)
+    return run_finetuning(args)
+
+
+def run_finetuning(args: argparse.Namespace) -> int:
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from graph_algos.graph import KGraph
+    from kgc.data import load_dataset
+    from kgc.evaluation.evaluator import ModelScorer, evaluate
+    from kgc.models import build_model
+    from kgc.training.checkpoint import load_checkpoint_file
+    from kgc.training.lp_data import LinkPredictionDataModule
+    from kgc.training.module import KGCLitModule
+    from kgc.training.runner import build_trainer
+    from kgc.training.runs import RunDir, git_commit, hardware, slug, timestamp
+    from kgc.utils.io import write_json
+    from kgc.vocab import Vocabulary
+    from pretrain_tasks import build_vocab
+
+    t0 = time.time()
+    resume_ckpt = None
+    init_meta: dict[str, Any] = {}
+    if args.resume:
+        run = RunDir(args.resume)
+        meta = run.meta()
+        if meta.get("kind") != "finetune":
+            raise KGCError(f"{run.path}: not a fine-tuning run (kind {meta.get('kind')!r})")
+        resume_ckpt = run.last_checkpoint()
+        if resume_ckpt is None:
+            raise KGCError(f"{run.path}: no checkpoint to resume from (checkpoints/last.ckpt missing)")
+        cfg = from_dict(FinetuneConfig, apply_overrides(run.config(), list(args.overrides) + flag_overrides(args)),
+                        where=str(run.config_path))
+        ds = load_dataset(cfg.dataset)
+        vocab = Vocabulary.load(run.vocab_path)
+        init_path = meta.get("init")
+        init_meta = meta.get("init_meta") or {}
+        init_state = None
+    else:
+        base = read_yaml(CONFIG_DIR / "default.yaml") or {}
+        dataset = args.dataset or base.get("dataset", "synthetic")
+        ds = load_dataset(dataset)
+        base["dataset"] = dataset
+        base = _merge(base, size_defaults(ds))
+        ds_file = CONFIG_DIR / f"{slug(ds.name)}.yaml"
+        if ds_file.is_file():
+            base = _merge(base, read_yaml(ds_file) or {})
+        init_path = find_init(args, ds, args.runs_root)
+        init_state = None
+        graph = KGraph.from_dataset(ds)
+        vocab = build_vocab(ds, graph)
+        if init_path is not None:
+            ckpt = load_checkpoint_file(init_path)
+            kmeta = ckpt["kgc"]
+            if kmeta.get("kind") != "pretrain":
+                raise KGCError(f"{init_path}: not a pretraining checkpoint (kind {kmeta.get('kind')!r})")
+            try:
+                ck_vocab = Vocabulary(**kmeta["vocab"])
+            except (KeyError, TypeError) as exc:
+                raise KGCError(f"{init_path}: checkpoint vocabulary unreadable ({exc})") from None
+            vocab.check_compatible(ck_vocab, what=f"checkpoint {init_path}")
+            base["model"] = dict(kmeta["model"])
+            init_state = ckpt["state_dict"]
+            init_meta = {"signals": kmeta.get("signals"), "pretrain_steps": int(ckpt.get("global_step", 0)),
+                         "checkpoint": str(init_path)}
+            if args.model:
+                raise KGCError("--model cannot change the architecture of a pretrained checkpoint; use --from-scratch")
+            print(f"[kgc] starting from pretraining checkpoint {init_path} "
+                  f"(signals {init_meta['signals']}, {init_meta['pretrain_steps']} steps)", flush=True)
+        else:
+            if args.model:
+                base["model"] = dataclasses.asdict(load_model_config(args.model))
+            print("[kgc] training from scratch" + (" (--from-scratch)" if args.from_scratch else
+                  f" (no pretraining run of {ds.name} in {args.runs_root})"), flush=True)
+        if args.config:
+            user = read_yaml(args.config)
+            if not isinstance(user, dict):
+                raise ConfigError(f"{args.config}: top level must be a mapping")
+            base = _merge(base, user)
+        cfg = from_dict(FinetuneConfig, apply_overrides(base, list(args.overrides) + flag_overrides(args)),
+                        where=args.config or "finetune config")
+        tag = "scratch" if init_path is None else ("pt-" + "+".join(init_meta.get("signals") or ["?"]) if
+                                                   len(init_meta.get("signals") or []) < 5 else "pt-all")
+        name = args.out or str(Path(args.runs_root) / slug(f"{ds.name}-finetune-{tag}-{cfg.model.name}-{timestamp()}"))
+        run = RunDir(name)
+        if run.meta_path.exists():
+            raise KGCError(f"{run.path}: run folder exists; pass --resume {run.path} to continue it or another --out")
+        run.create({"kind": "finetune", "dataset": ds.name, "fingerprint": ds.fingerprint, "model": cfg.model.name,
+                    "seed": cfg.seed, "init": None if init_path is None else str(init_path), "init_meta": init_meta},
+                   to_dict(cfg))
+        vocab.save(run.vocab_path)
+    print(f"[kgc] run folder: {run.path}", flush=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    dm = LinkPredictionDataModule(ds, vocab, cfg.trainer.batch_size, cfg.eval.batch_size,
+                                  cfg.eval.val_max_queries, seed=cfg.seed, num_workers=cfg.trainer.num_workers)
+    dm.setup("fit")
+    model = build_model(cfg.model, len(vocab), vocab.num_entities, vocab.entity_offset)
+    if init_state is not None:
+        state = {k[len("model."):]: v for k, v in init_state.items() if k.startswith("model.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or missing:
+            raise KGCError(f"checkpoint {init_path} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    print(f"[kgc] {ds.name}: {len(dm.train_set)} training queries, "
+          f"{len(dm.eval_sets.get('val', [])) if dm.has_validation else 0} validation queries; "
+          f"model {cfg.model.name} {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
+    meta = {"kind": "finetune", "dataset": ds.name, "model": to_dict(cfg.model)}
+    module = KGCLitModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
+                          label_smoothing=cfg.label_smoothing, filter_lookups=dm.lookups, meta=meta)
+    callbacks = []
+    monitor = "val/mrr" if dm.has_validation else None
+    if monitor and cfg.patience:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, check_on_train_epoch_end=False))
+    trainer = build_trainer(run, cfg.trainer, monitor=monitor, mode="max", callbacks=callbacks,
+                            grad_clip=cfg.optim.grad_clip)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+    train_time = time.time() - t0
+    if not trainer.is_global_zero:
+        return 0
+    best = run.checkpoints / "best.ckpt"
+    chosen = best if best.is_file() else run.last_checkpoint()
+    if chosen is None:
+        raise KGCError(f"{run.path}: training wrote no checkpoint")
+    state = load_checkpoint_file(chosen)["state_dict"]
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.eval()
+    result = evaluate(ModelScorer(model, vocab), ds, "test", batch_size=cfg.eval.batch_size,
+                      tie_policy=cfg.eval.tie_policy, chunk_bytes=cfg.eval.chunk_mb * 2**20, distributed=False)
+    val_result = None
+    if dm.has_validation:
+        val_result = evaluate(ModelScorer(model, vocab), ds, "valid", batch_size=cfg.eval.batch_size,
+                              tie_policy=cfg.eval.tie_policy, chunk_bytes=cfg.eval.chunk_mb * 2**20,
+                              distributed=False)
+    metrics = {
+        **result.to_dict(),
+        "valid": None if val_result is None else {"metrics": val_result.metrics, "pessimistic": val_result.pessimistic},
+        "checkpoint": str(chosen),
+        "run": str(run.path),
+        "model": cfg.model.name,
+        "signals": init_meta.get("signals") or [],
+        "pretrain_steps": init_meta.get("pretrain_steps", 0),
+        "init_checkpoint": init_meta.get("checkpoint"),
+        "finetune_steps": int(trainer.global_step),
+        "finetune_max_time": cfg.trainer.max_time,
+        "config": to_dict(cfg),
+        "seed": cfg.seed,
+        "train_wall_time_s": round(train_time, 1),
+        "wall_time_s_total": round(time.time() - t0, 1),
+        "commit": git_commit(),
+        "hardware": hardware(),
+    }
+    write_json(run.metrics_path, metrics)
+    run.update_meta(steps=int(trainer.global_step), finished=True, test_mrr=result.mrr)
+    print(f"[kgc] {result.summary()}", flush=True)
+    print(f"[kgc] metrics written to {run.metrics_path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,160 @@
+"""Shared embedding front end and output heads of every kgc sequence encoder.
+
+``KGCModel`` = token embedding (V, D) + role embedding (num_roles, D) + learned
+position embedding (max_len, D) -> encoder (subclass) -> final LayerNorm ->
+heads. Contract (docs/architecture.md, "Models")::
+
+    encode(tokens (B, L) int64, prefix_len (B,) | None, roles (B, L) | None) -> h (B, L, D)
+    query_vectors(h (N, D)) -> (N, D)           dense -> GELU -> LayerNorm (CoKE/HittER output layer)
+    entity_weight() -> (E, D)                    token-embedding rows [entity_offset, +E) when tied
+    entity_bias() -> (E,) | None
+    entity_scores(h (N, D)) -> (N, E)            query_vectors(h) @ entity_weight().T + bias
+    token_logits(h (..., D)) -> (..., V)         query_vectors(h) @ token_embedding.T (+ entity bias)
+
+Padding: token 0 is PAD. Positions are counted over non-pad tokens
+(``pos = cumsum(token != PAD) - 1``), so left- and right-padding give real
+tokens the same position ids; pads are masked as attention keys, zeroed in the
+Mamba2 input, and their hidden states are returned as zeros. ``prefix_len`` is
+counted in the same non-pad positions (equal to raw indices for right padding).
+When tied, ``token_logits(h)[..., entity_offset:entity_offset+E] == entity_scores(h)``:
+pretraining targets over the vocabulary and link prediction share one head.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kgc import KGCError
+from kgc.models.config import ModelConfig
+
+PAD_ID = 0
+
+
+def attention_mask(
+    keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None, causal: bool
+) -> torch.Tensor:
+    """Boolean SDPA mask (B, 1, L, L), True = may attend.
+
+    keep (B, L) non-pad flags; pos (B, L) non-pad positions. With ``prefix_len`` (B,):
+    prefix-LM — query i sees key j if j <= i, or if both are in the prefix
+    (pos < prefix_len). Without it: fully bidirectional (``causal=False``) or causal.
+    Pad keys are always masked; a pad query sees only itself (rows stay finite).
+    """
+    Bsz, L = keep.shape
+    idx = torch.arange(L, device=keep.device)
+    if prefix_len is None and not causal:
+        allowed = torch.ones(1, L, L, dtype=torch.bool, device=keep.device)
+    else:
+        allowed = (idx[:, None] >= idx[None, :])[None]  # (1, L, L) causal by index
+        if prefix_len is not None:
+            in_prefix = keep & (pos < prefix_len.to(pos.device)[:, None])  # (B, L)
+            allowed = allowed | (in_prefix[:, :, None] & in_prefix[:, None, :])  # (B, L, L)
+    allowed = allowed & keep[:, None, :] & keep[:, :, None]  # mask pad keys (and pad queries)
+    allowed = allowed | torch.eye(L, dtype=torch.bool, device=keep.device)[None]
+    return allowed[:, None]  # (B, 1, L, L), broadcast over heads
+
+
+class KGCModel(nn.Module):
+    """Embeddings + encoder + heads. Subclasses set ``self.encoder`` and implement :meth:`_encode`."""
+
+    #: whether the encoder is causal left to right (hybrid) or prefix-LM/bidirectional (transformer)
+    causal: bool = False
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_entities: int, entity_offset: int):
+        super().__init__()
+        if num_entities < 1 or entity_offset < 0 or entity_offset + num_entities > vocab_size:
+            raise KGCError(
+                f"entity rows [{entity_offset}, {entity_offset + num_entities}) do not fit in vocab_size {vocab_size}"
+            )
+        self.cfg = cfg
+        self.vocab_size, self.num_entities, self.entity_offset = vocab_size, num_entities, entity_offset
+        D = cfg.dim
+        self.tok_emb = nn.Embedding(vocab_size, D)
+        self.role_emb = nn.Embedding(cfg.num_roles, D)
+        self.pos_emb = nn.Embedding(cfg.max_len, D)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.ln_f = nn.LayerNorm(D)
+        self.head_dense = nn.Linear(D, D)
+        self.head_norm = nn.LayerNorm(D)
+        self.entity_emb = None if cfg.tie_entity_embeddings else nn.Parameter(torch.empty(num_entities, D))
+        self.ent_bias = nn.Parameter(torch.zeros(num_entities)) if cfg.entity_bias else None
+
+    # ---- init (GPT-2 / nanoGPT) ---------------------------------------------
+    def init_weights(self) -> None:
+        """N(0, 0.02) for Linear/Embedding, zero biases; residual projections (``_residual_proj``)
+        N(0, 0.02 / sqrt(2 * layers)). Mamba2's dt_bias/A_log/D and conv keep their own init."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                std = 0.02 / math.sqrt(2 * self.cfg.layers) if getattr(m, "_residual_proj", False) else 0.02
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+        if self.entity_emb is not None:
+            nn.init.normal_(self.entity_emb, 0.0, 0.02)
+
+    # ---- encoder -------------------------------------------------------------
+    def _encode(self, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None) -> torch.Tensor:
+        """x (B, L, D) embeddings, keep (B, L), pos (B, L) -> (B, L, D) before the final norm."""
+        raise NotImplementedError
+
+    def encode(
+        self, tokens: torch.Tensor, prefix_len: torch.Tensor | None = None, roles: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """tokens (B, L) int64 (0 = PAD), prefix_len (B,) | None, roles (B, L) | None -> h (B, L, D).
+
+        Hidden states at pad positions are zero."""
+        if tokens.dim() != 2:
+            raise KGCError(f"tokens must be (B, L), got shape {tuple(tokens.shape)}")
+        Bsz, L = tokens.shape
+        if L > self.cfg.max_len:
+            raise KGCError(f"sequence length {L} exceeds model max_len {self.cfg.max_len}")
+        if roles is not None and roles.shape != tokens.shape:
+            raise KGCError(f"roles shape {tuple(roles.shape)} != tokens shape {tuple(tokens.shape)}")
+        keep = tokens != PAD_ID  # (B, L)
+        pos = (keep.long().cumsum(1) - 1).clamp_min(0)  # (B, L) position among non-pad tokens
+        x = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, L, D)
+        if roles is not None:
+            x = x + self.role_emb(roles)
+        else:
+            x = x + self.role_emb.weight[0]
+        x = self.drop(x)
+        h = self.ln_f(self._encode(x, keep, pos, prefix_len))  # (B, L, D)
+        return h * keep[..., None].to(h.dtype)
+
+    # ---- heads -----------------------------------------------------------------
+    def query_vectors(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., D) -> (..., D): dense -> GELU -> LayerNorm, the vector scored against entities/tokens."""
+        return self.head_norm(F.gelu(self.head_dense(h)))
+
+    def entity_weight(self) -> torch.Tensor:
+        """(E, D): entity rows of the token embedding (tied) or the separate entity matrix."""
+        if self.entity_emb is not None:
+            return self.entity_emb
+        return self.tok_emb.weight[self.entity_offset : self.entity_offset + self.num_entities]
+
+    def entity_bias(self) -> torch.Tensor | None:
+        """(E,) learned per-entity score bias, or None."""
+        return self.ent_bias
+
+    def entity_scores(self, h: torch.Tensor) -> torch.Tensor:
+        """h (N, D) -> scores (N, E) over all entities (1-N scoring)."""
+        return F.linear(self.query_vectors(h), self.entity_weight(), self.ent_bias)
+
+    def token_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h (..., D) -> logits (..., V) over the whole vocabulary (tied to the token embedding).
+
+        The entity bias is added to the entity columns when entity embeddings are tied."""
+        logits = F.linear(self.query_vectors(h), self.tok_emb.weight)  # (..., V)
+        if self.ent_bias is not None and self.entity_emb is None:
+            a, b = self.entity_offset, self.entity_offset + self.num_entities
+            logits = torch.cat([logits[..., :a], logits[..., a:b] + self.ent_bias, logits[..., b:]], dim=-1)
+        return logits
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

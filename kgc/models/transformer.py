@@ -1,0 +1,90 @@
+"""Pre-norm Transformer encoder with a prefix-LM mask (CoKE/HittER-sized by default).
+
+Block (nanoGPT layout, pre-norm)::
+
+    x = x + Dropout(Proj(SDPA(LN(x) -> q, k, v; mask)))      q, k, v (B, H, L, D/H)
+    x = x + Dropout(Linear(GELU(Linear(LN(x)))))               hidden mlp_ratio * D
+
+Mask (:func:`kgc.models.base.attention_mask`): with ``prefix_len`` the prefix
+(prompt) is bidirectional and the rest (target) causal; without it the whole
+non-pad sequence is bidirectional. Pad keys are always masked.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kgc.models.base import KGCModel, attention_mask
+from kgc.models.config import ModelConfig
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads, self.attn_dropout = cfg.heads, cfg.attn_dropout
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.proj._residual_proj = True
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, L, D), mask (B, 1, L, L) bool -> (B, L, D)."""
+        Bsz, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, L, D)
+        q, k, v = (t.view(Bsz, L, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, H, L, Dh)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )  # (B, H, L, Dh)
+        y = y.transpose(1, 2).reshape(Bsz, L, D)  # (B, L, D)
+        return self.drop(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        hidden = int(cfg.mlp_ratio * cfg.dim)
+        self.fc = nn.Linear(cfg.dim, hidden)
+        self.proj = nn.Linear(hidden, cfg.dim)
+        self.proj._residual_proj = True
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, L, D) -> (B, L, D)."""
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm attention + MLP block. x (B, L, D), mask (B, 1, L, L) -> (B, L, D)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.dim)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.dim)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class TransformerModel(KGCModel):
+    """Prefix-LM Transformer encoder + kgc heads (see :class:`kgc.models.base.KGCModel`)."""
+
+    causal = False
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_entities: int, entity_offset: int):
+        super().__init__(cfg, vocab_size, num_entities, entity_offset)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.init_weights()
+
+    def _encode(self, x, keep, pos, prefix_len):
+        """x (B, L, D) -> (B, L, D); prefix positions bidirectional, the rest causal."""
+        mask = attention_mask(keep, pos, prefix_len, causal=False)  # (B, 1, L, L)
+        for block in self.blocks:
+            x = block(x, mask)
+        return x

@@ -1,0 +1,129 @@
+"""Link-prediction data (fine-tuning): queries -> token batches, with filtered validation.
+
+Training examples are the link-prediction queries of the **train** split
+(binary: ``(h, r, ?)`` and ``(t, r^-1, ?)`` per fact; n-ary: every position of
+every fact), each with its single true target; the loss is 1-N label-smoothed
+cross-entropy over all entities. Validation ranks the valid queries (optionally
+a fixed, seeded subsample of ``val_max_queries``) against all entities, filtered
+by every known fact of train+valid+test.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from kgc.vocab import Vocabulary
+
+
+class QueryTensorDataset(Dataset):
+    """Rows of pre-tokenised queries: tokens (Q, L), roles (Q, L), target (Q,), query_index (Q,)."""
+
+    def __init__(self, tokens: torch.Tensor, roles: torch.Tensor, target: torch.Tensor, query_index: torch.Tensor):
+        self.tokens, self.roles, self.target, self.query_index = tokens, roles, target, query_index
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        ix = torch.as_tensor(idx, dtype=torch.long)
+        toks = self.tokens[ix]
+        width = int((toks != 0).sum(1).max()) if len(ix) else toks.shape[1]
+        return {"tokens": toks[:, :width], "roles": self.roles[ix, :width], "target": self.target[ix],
+                "query_index": self.query_index[ix]}
+
+
+def _tokenise(queries, vocab: Vocabulary) -> QueryTensorDataset:
+    tokens, roles = queries.to_tokens(vocab)
+    return QueryTensorDataset(tokens, roles, queries.target.clone(), torch.arange(len(queries)))
+
+
+class LinkPredictionDataModule(pl.LightningDataModule):
+    """``prepare_data`` downloads; ``setup`` builds queries, tokens and the filter index.
+
+    Args:
+        dataset: registered name, folder path, or an already loaded ``KGDataset``.
+        vocab: the vocabulary (from the pretraining run, or built for this dataset).
+        val_max_queries: validate on a fixed seeded subsample of this many valid queries (None = all).
+    """
+
+    def __init__(self, dataset, vocab: Vocabulary, batch_size: int, eval_batch_size: int = 512,
+                 val_max_queries: int | None = None, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        self.dataset = dataset
+        self.vocab = vocab
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_max_queries = val_max_queries
+        self.seed = seed
+        self.num_workers = num_workers
+        self.ds = None
+        self.train_set = None
+        self.lookups: dict[str, Callable] = {}
+
+    def prepare_data(self) -> None:
+        if isinstance(self.dataset, str):
+            from kgc.data import load_dataset
+
+            load_dataset(self.dataset)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from kgc.data import load_dataset
+        from kgc.evaluation.filter import FilterIndex
+        from kgc.evaluation.queries import LinkPredictionQueries
+
+        self.ds = ds = load_dataset(self.dataset) if isinstance(self.dataset, str) else self.dataset
+        self.train_queries = LinkPredictionQueries.from_dataset(ds, "train")
+        self.train_set = _tokenise(self.train_queries, self.vocab)
+        self.filter = FilterIndex.for_dataset(ds)
+        self.eval_queries = {}
+        self.eval_sets = {}
+        for split, key in (("valid", "val"), ("test", "test")):
+            if split not in ds.splits or len(ds.splits[split]) == 0:
+                continue
+            q = LinkPredictionQueries.from_dataset(ds, split)
+            if key == "val" and self.val_max_queries is not None and len(q) > self.val_max_queries:
+                rng = np.random.default_rng([self.seed, 17])
+                q = q[torch.from_numpy(np.sort(rng.choice(len(q), self.val_max_queries, replace=False)))]
+            self.eval_queries[key] = q
+            self.eval_sets[key] = _tokenise(q, self.vocab)
+            self.lookups[key] = self._make_lookup(q)
+
+    def _make_lookup(self, queries):
+        flt = self.filter
+
+        def lookup(query_index: torch.Tensor):
+            return flt.lookup(queries[query_index])
+
+        return lookup
+
+    @property
+    def has_validation(self) -> bool:
+        return "val" in self.eval_sets
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+                          collate_fn=self.train_set.collate, num_workers=self.num_workers, drop_last=False)
+
+    def _eval_loader(self, key: str):
+        if key not in self.eval_sets:
+            return []
+        s = self.eval_sets[key]
+        return DataLoader(s, batch_size=self.eval_batch_size, shuffle=False, collate_fn=s.collate,
+                          num_workers=self.num_workers)
+
+    def val_dataloader(self):
+        return self._eval_loader("val")
+
+    def test_dataloader(self):
+        return self._eval_loader("test")

@@ -1,0 +1,291 @@
+"""The LightningModule: one injected ``kgc.models`` model, one shared step for both phases.
+
+A batch is either a *signal* batch (pretraining, ``pretrain_tasks.mixture.collate``)::
+
+    tokens (B, L), prefix_len (B,), labels (B, L) (-100 outside target positions), task (B,)
+
+and is trained by next-token prediction over the whole vocabulary, or a
+*link-prediction* batch (``kgc.training.lp_data``)::
+
+    tokens (B, L), roles (B, L), target (B,), [query_index (B,) in evaluation]
+
+trained with 1-N label-smoothed cross-entropy over all entities (fused by
+``kernels.linear_cross_entropy``). Validation logs per-task loss and token
+accuracy for signal batches and filtered MRR/Hits (realistic ranks) for
+link-prediction batches; every query is counted exactly once under DDP
+(ranks are gathered with their query index and de-duplicated).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from kgc.training.checkpoint import CHECKPOINT_FORMAT
+from kgc.training.config import OptimConfig
+from kgc.vocab import TASKS, Vocabulary
+
+
+def last_positions(tokens: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-pad token of each row: tokens (B, L) -> (B,)."""
+    keep = (tokens != 0).long()
+    L = tokens.shape[1]
+    idx = torch.arange(L, device=tokens.device).expand_as(tokens)
+    return (idx * keep).amax(dim=1)
+
+
+class KGCLitModule(pl.LightningModule):
+    """Wraps a :class:`kgc.models.base.KGCModel`; see the module docstring for batch formats.
+
+    Args:
+        model: the injected encoder+heads module.
+        vocab: the dataset's vocabulary (saved in each checkpoint's ``kgc`` metadata).
+        optim: optimiser/schedule settings. max_steps: schedule horizon.
+        label_smoothing: for the link-prediction loss.
+        filter_lookups: ``{"val": fn, "test": fn}`` with fn(query_index (B,) int64) -> (indptr (B+1,),
+            indices (nnz,)) of the known true answers (train+valid+test) of those queries; a missing
+            entry ranks unfiltered.
+        meta: extra JSON-able metadata stored in checkpoints (run kind, dataset, model config...).
+        task_sampler: optional ``UncertaintyTaskSampler`` fed with per-example losses.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        vocab: Vocabulary,
+        optim: OptimConfig,
+        max_steps: int,
+        label_smoothing: float = 0.1,
+        filter_lookups=None,
+        meta: dict[str, Any] | None = None,
+        task_sampler=None,
+    ):
+        super().__init__()
+        self.model = model
+        self.vocab = vocab
+        self.optim_cfg = optim
+        self.max_steps = max_steps
+        self.label_smoothing = label_smoothing
+        self.filter_lookups = dict(filter_lookups or {})
+        self.meta = dict(meta or {})
+        self.task_sampler = task_sampler
+        self._val_ranks: list[torch.Tensor] = []
+        self._val_index: list[torch.Tensor] = []
+        self._task_names = list(TASKS)
+        self._val_task_stats: torch.Tensor | None = None
+
+    # ---- steps -------------------------------------------------------------
+    def signal_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Next-token cross-entropy at target positions; returns (loss, per-token stats)."""
+        tokens, labels = batch["tokens"], batch["labels"]
+        h = self.model.encode(tokens, batch.get("prefix_len"), batch.get("roles"))  # (B, L, D)
+        sel = labels != -100  # (B, L)
+        hs = h[sel]  # (N, D)
+        y = labels[sel]  # (N,)
+        logits = self.model.token_logits(hs).float()  # (N, V)
+        tok_loss = F.cross_entropy(logits, y, reduction="none")  # (N,)
+        correct = (logits.argmax(-1) == y).float()
+        row = torch.nonzero(sel, as_tuple=True)[0]  # (N,) batch row of each target token
+        return tok_loss.mean(), {"tok_loss": tok_loss.detach(), "correct": correct, "row": row}
+
+    def lp_query_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Query vectors (B, D) read at the queried (last) position."""
+        tokens = batch["tokens"]
+        h = self.model.encode(tokens, None, batch.get("roles"))  # (B, L, D)
+        last = last_positions(tokens)
+        hq = h[torch.arange(tokens.shape[0], device=tokens.device), last]  # (B, D)
+        return self.model.query_vectors(hq)
+
+    def lp_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        import kernels
+
+        q = self.lp_query_vectors(batch)
+        return kernels.linear_cross_entropy(
+            q, self.model.entity_weight(), batch["target"], bias=self.model.entity_bias(),
+            label_smoothing=self.label_smoothing,
+        )
+
+    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        bsz = batch["tokens"].shape[0]
+        if "labels" in batch:
+            loss, stats = self.signal_loss(batch)
+            task_of_tok = batch["task"][stats["row"]]
+            if stage == "train":
+                self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
+                for t in torch.unique(task_of_tok).tolist():
+                    m = task_of_tok == t
+                    name = self._task_name(t)
+                    self.log(f"train/{name}/loss", stats["tok_loss"][m].mean(), batch_size=int(m.sum()))
+                    self.log(f"train/{name}/acc", stats["correct"][m].mean(), batch_size=int(m.sum()))
+                if self.task_sampler is not None:
+                    per_row = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], stats["tok_loss"])
+                    cnt = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], torch.ones_like(stats["tok_loss"]))
+                    self.task_sampler.update(batch["task"].cpu().numpy(), (per_row / cnt.clamp_min(1)).cpu().numpy())
+            else:
+                # fixed-size per-task sums, reduced across processes at epoch end (DDP-safe)
+                T = len(self._task_names)
+                acc = self._val_task_stats
+                if acc is None or acc.device != loss.device:
+                    acc = self._val_task_stats = torch.zeros(3, T, dtype=torch.float64, device=loss.device)
+                acc[0].index_add_(0, task_of_tok, stats["tok_loss"].double())
+                acc[1].index_add_(0, task_of_tok, stats["correct"].double())
+                acc[2].index_add_(0, task_of_tok, torch.ones_like(stats["tok_loss"], dtype=torch.float64))
+            return loss
+        loss = self.lp_loss(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bsz, sync_dist=stage != "train")
+        return loss
+
+    def _task_name(self, task: int) -> str:
+        """``batch["task"]`` holds the index in :data:`kgc.vocab.TASKS`."""
+        return self._task_names[task] if 0 <= task < len(self._task_names) else f"task{task}"
+
+    def training_step(self, batch, batch_idx):
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        if "labels" in batch:
+            return self.shared_step(batch, "val")
+        self._rank_batch(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._rank_batch(batch, "test")
+
+    # ---- link-prediction ranking -------------------------------------------------
+    def _rank_batch(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        from kgc.evaluation.ranks import filtered_ranks_from_vectors
+
+        q = self.lp_query_vectors(batch).float()
+        qi = batch["query_index"]
+        lookup = self.filter_lookups.get(stage)
+        if lookup is not None:
+            indptr, indices = lookup(qi.cpu())
+        else:
+            indptr = torch.zeros(len(qi) + 1, dtype=torch.long)
+            indices = torch.zeros(0, dtype=torch.long)
+        bias = self.model.entity_bias()
+        ranks = filtered_ranks_from_vectors(
+            q, self.model.entity_weight().float(), batch["target"], indptr.to(q.device), indices.to(q.device),
+            bias=None if bias is None else bias.float(),
+        )
+        self._val_ranks.append(torch.stack([ranks.optimistic, ranks.pessimistic], 1).float())
+        self._val_index.append(qi)
+
+    def _gather_ranks(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self._val_ranks:
+            return None
+        ranks = torch.cat(self._val_ranks)
+        index = torch.cat(self._val_index)
+        self._val_ranks, self._val_index = [], []
+        if self.trainer is not None and self.trainer.world_size > 1:
+            ranks = self.all_gather(ranks).reshape(-1, 2)
+            index = self.all_gather(index).reshape(-1)
+        # count each query exactly once (DDP samplers may repeat queries to even out shards)
+        index_u, first = _unique_first(index)
+        return index_u, ranks[first]
+
+    def _log_rank_metrics(self, stage: str) -> None:
+        from kgc.evaluation.metrics import policy_metrics
+        from kgc.evaluation.ranks import Ranks
+
+        got = self._gather_ranks()
+        if got is None:
+            return
+        _, ranks = got
+        ranks = Ranks(ranks[:, 0].long().cpu(), ranks[:, 1].long().cpu())
+        m = policy_metrics(ranks, "realistic")
+        self.last_rank_metrics = {"realistic": m, "pessimistic": policy_metrics(ranks, "pessimistic")}
+        for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
+            self.log(f"{stage}/{key}", m[key], prog_bar=key == "mrr", sync_dist=False)
+        self.log(f"{stage}/num_queries", float(m["count"]), sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_rank_metrics("val")
+        acc = self._val_task_stats
+        self._val_task_stats = None
+        if acc is not None:
+            if self.trainer is not None and self.trainer.world_size > 1:
+                acc = self.all_gather(acc).reshape(-1, *acc.shape).sum(0)
+            total = acc[2].sum().clamp_min(1)
+            self.log("val/loss", float(acc[0].sum() / total), prog_bar=True)
+            for t, name in enumerate(self._task_names):
+                if acc[2, t] > 0:
+                    self.log(f"val/{name}/loss", float(acc[0, t] / acc[2, t]))
+                    self.log(f"val/{name}/acc", float(acc[1, t] / acc[2, t]))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_rank_metrics("test")
+
+    # ---- optimisation --------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.dim() < 2 or "norm" in name or name.endswith("bias") else decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=tuple(cfg.betas),
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=_Schedule(cfg, self.max_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- checkpoint metadata -------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["kgc"] = {"format": CHECKPOINT_FORMAT, "vocab": self.vocab.to_dict(), **self.meta}
+        if self.task_sampler is not None and hasattr(self.task_sampler, "state_dict"):
+            checkpoint["kgc_task_sampler"] = _plain(self.task_sampler.state_dict())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("kgc_task_sampler")
+        if state is not None and self.task_sampler is not None:
+            self.task_sampler.load_state_dict(state)
+
+
+class _Schedule:
+    """Linear warm-up then constant/cosine/linear decay (a picklable lr_lambda)."""
+
+    def __init__(self, cfg: OptimConfig, max_steps: int):
+        self.warmup = cfg.warmup_steps
+        self.kind = cfg.schedule
+        self.floor = cfg.min_lr_ratio
+        self.max_steps = max(1, max_steps)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.kind == "constant":
+            return 1.0
+        span = max(1, self.max_steps - self.warmup)
+        frac = min(1.0, (step - self.warmup) / span)
+        if self.kind == "cosine":
+            return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * frac))
+        return self.floor + (1 - self.floor) * (1 - frac)
+
+
+def _unique_first(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted unique values of ``index`` and the position of the first occurrence of each."""
+    order = torch.argsort(index, stable=True)
+    sorted_idx = index[order]
+    first_mask = torch.ones_like(sorted_idx, dtype=torch.bool)
+    first_mask[1:] = sorted_idx[1:] != sorted_idx[:-1]
+    return sorted_idx[first_mask], order[first_mask]
+
+
+def _plain(obj: Any) -> Any:
+    """Convert numpy scalars/arrays in a state dict to plain Python/tensors (weights_only-safe)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

@@ -1,0 +1,132 @@
+"""Pretraining data: dataset -> train graph -> signal sequences -> batches (a LightningDataModule).
+
+``prepare_data`` downloads/verifies the dataset (and fills the parse cache);
+``setup`` builds the train-only graph, the vocabulary and every selected
+signal's sequences (through the on-disk signal cache), splits a small held-out
+part of each signal for per-task validation, and builds the samplers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from kgc import KGCError
+from kgc.vocab import SIGNALS
+
+
+@dataclass
+class SignalsConfig:
+    """Which signals to pretrain on and how to mix them.
+
+    names: signal names (``all`` = the five). weights: ``uniform``, ``size``
+    (proportional to #sequences) or ``{signal: weight}``. sampler: ``fixed``
+    (the weights) or ``uncertainty`` (CA-MTL-style: tasks drawn by the model's
+    current relative loss; ``temperature`` and ``floor`` shape it).
+    num_examples: cap on sequences per signal (null = each signal's own default).
+    heldout_fraction: share of each signal's sequences kept for validation.
+    options: per-signal config overrides, e.g. ``{shortest_path: {max_distance: 2}}``.
+    """
+
+    names: list[str] = field(default_factory=lambda: list(SIGNALS))
+    weights: Any = "uniform"
+    sampler: Literal["fixed", "uncertainty"] = "fixed"
+    temperature: float = 0.5
+    floor: float = 0.05
+    num_examples: int | None = None
+    heldout_fraction: float = 0.02
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from pretrain_tasks import parse_signals
+
+        self.names = parse_signals(self.names)
+        unknown = [k for k in self.options if k not in self.names]
+        if unknown:
+            raise ValueError(f"options for {unknown[0]!r}, which is not a selected signal ({', '.join(self.names)})")
+        if self.num_examples is not None and self.num_examples < 1:
+            raise ValueError(f"num_examples must be >= 1 or null, got {self.num_examples}")
+        if not 0 <= self.heldout_fraction < 0.5:
+            raise ValueError(f"heldout_fraction must be in [0, 0.5), got {self.heldout_fraction}")
+        if not isinstance(self.weights, (str, dict)):
+            raise ValueError(f"weights must be 'uniform', 'size' or a mapping, got {self.weights!r}")
+
+
+class PretrainDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        dataset: str,
+        signals: SignalsConfig,
+        batch_size: int,
+        seed: int = 0,
+        num_workers: int = 0,
+        log: Callable[[str], None] | None = None,
+    ):
+        super().__init__()
+        self.dataset_name = dataset
+        self.signals = signals
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.log_fn = log or (lambda msg: None)
+        self.ds = self.graph = self.vocab = None
+        self.train_set = self.val_set = self.sampler = None
+
+    def prepare_data(self) -> None:
+        from kgc.data import load_dataset
+
+        load_dataset(self.dataset_name)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from graph_algos.graph import KGraph
+        from kgc.data import load_dataset
+        from pretrain_tasks import (
+            SignalDataset, UncertaintyTaskSampler, WeightedTaskSampler, build_vocab, cached_generate,
+            load_signal, split_heldout,
+        )
+
+        self.ds = ds = load_dataset(self.dataset_name)
+        self.graph = KGraph.from_dataset(ds)
+        self.vocab = build_vocab(ds, self.graph)
+        train_parts, val_parts = [], []
+        self.sizes: dict[str, int] = {}
+        for name in self.signals.names:
+            sig = load_signal(name, self.signals.options.get(name))
+            ex = cached_generate(sig, ds, self.graph, self.vocab, num_examples=self.signals.num_examples,
+                                 seed=self.seed, log=self.log_fn)
+            if len(ex) == 0:
+                self.log_fn(f"warning: signal {name} produced no sequences on {ds.name}; skipped")
+                continue
+            tr, va = split_heldout(ex, self.signals.heldout_fraction, seed=self.seed)
+            train_parts.append(tr)
+            val_parts.append(va)
+            self.sizes[name] = len(ex)
+        if not train_parts:
+            raise KGCError(f"no pretraining sequences for {ds.name} with signals {', '.join(self.signals.names)}")
+        self.train_set = SignalDataset(train_parts)
+        val_parts = [v for v in val_parts if len(v)]
+        self.val_set = SignalDataset(val_parts) if val_parts else None
+        if self.signals.sampler == "uncertainty":
+            self.sampler = UncertaintyTaskSampler(self.train_set, temperature=self.signals.temperature,
+                                                  floor=self.signals.floor, seed=self.seed)
+        else:
+            self.sampler = WeightedTaskSampler(self.train_set, self.signals.weights, seed=self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        from pretrain_tasks import collate
+
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate,
+                          num_workers=self.num_workers, drop_last=False)
+
+    def val_dataloader(self):
+        from pretrain_tasks import collate
+
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, collate_fn=collate,
+                          num_workers=self.num_workers)

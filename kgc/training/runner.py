@@ -1,0 +1,93 @@
+"""Build the Lightning Trainer for a run folder (callbacks, loggers, atomic checkpoints)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import warnings
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from kgc.training.checkpoint import AtomicCheckpointIO
+from kgc.training.config import TrainerConfig, parse_duration
+from kgc.training.runs import RunDir
+
+
+def _devices(value: str):
+    v = str(value).strip()
+    if v == "auto":
+        return "auto"
+    if v.lstrip("-").isdigit():
+        return int(v)
+    return v
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's advisory warnings that do not apply to kgc's small CPU runs."""
+    for pat in (".*does not have many workers.*", ".*GPU available but not used.*", ".*TPU available.*",
+                ".*LeafSpec.*", ".*is deprecated.*treespec.*", ".*Checkpoint directory.*exists and is not empty.*",
+                ".*The number of training batches.*", ".*sync_dist=True.*", ".*smaller than the logging interval.*"):
+        warnings.filterwarnings("ignore", message=pat)
+    import logging
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def build_trainer(
+    run: RunDir,
+    cfg: TrainerConfig,
+    monitor: str | None = None,
+    mode: str = "max",
+    callbacks: list | None = None,
+    limit_val_batches: int | float | None = None,
+    grad_clip: float = 0.0,
+) -> pl.Trainer:
+    quiet_lightning()
+    cbs = [
+        ModelCheckpoint(
+            dirpath=run.checkpoints, filename="step-{step}", every_n_train_steps=cfg.ckpt_every or None,
+            save_last=True, save_top_k=2, monitor="step", mode="max", auto_insert_metric_name=False,
+            save_on_train_epoch_end=False,
+        )
+    ]
+    if monitor is not None:
+        cbs.append(ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=monitor, mode=mode,
+                                   save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False))
+    cbs.extend(callbacks or [])
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+    max_time = None
+    if cfg.max_time is not None:
+        max_time = _dt.timedelta(seconds=parse_duration(cfg.max_time))
+    loggers = [CSVLogger(run.logs, name="csv", version=""), TensorBoardLogger(run.logs, name="tb", version="")]
+    return pl.Trainer(
+        default_root_dir=run.path,
+        max_steps=cfg.max_steps,
+        max_epochs=-1,
+        max_time=max_time,
+        val_check_interval=cfg.val_every if cfg.val_every else None,
+        check_val_every_n_epoch=None if cfg.val_every else 1,
+        limit_val_batches=limit_val_batches,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log_every,
+        precision=precision,
+        accelerator=cfg.accelerator,
+        devices=_devices(cfg.devices),
+        strategy=cfg.strategy,
+        deterministic=cfg.deterministic,
+        gradient_clip_val=grad_clip or None,
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        callbacks=cbs,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+    )
+
+
+def is_rank_zero() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
