@@ -26,7 +26,11 @@ The returned entity chain is one minimum-cost chain realising the best path.
 
 Answer sets are sparse frontiers (int64 node arrays deduplicated with a stamp
 array); one expansion is a counting sort of the frontier's out-edges by label.
-Facts are grouped by tail (one BFS per tail) and the groups run in parallel.
+Facts are grouped by tail (the depth-``K-1`` BFS from ``t`` is the work facts
+share; the head-side first step costs about 0.01 ms per fact on FB15K-237, so
+grouping by head would not pay) and the groups run in parallel (numba prange).
+The last step starts from ``t``'s in-edges (only labels entering ``t`` can
+complete a path) when that is cheaper than scanning the frontier's out-edges.
 
 Example (0 -r0-> 1 and 0 -r1-> 2 -r2-> 1; the fact r0(0, 1) is explained by r1, r2)::
 

@@ -11,9 +11,12 @@ parent in BFS order, then lowest label).
 **Budget.** With ``budget=B`` a centre keeps at most ``B`` items: all items of
 the nearest hops while they fit, and a random sample (without replacement) of
 the hop where the budget runs out; farther hops are dropped (and not even
-explored). ``sampling="uniform"`` samples uniformly; ``"degree"`` samples with
+explored). ``sampling="uniform"`` samples uniformly (partial Fisher-Yates);
+``"degree"`` samples with
 probability proportional to ``log(1 + out_degree)`` (hubs are preferred but do
 not crowd out the rest), via Efraimidis-Spirakis keys.
+
+``seed`` makes the sampling reproducible.
 
 Output is CSR over centres: ``ptr (C + 1,)`` and ``hop, label, entity (T,)``;
 the items of centre ``i`` are ``ptr[i]:ptr[i+1]``.
@@ -44,8 +47,9 @@ __all__ = ["khop"]
 
 
 @numba.njit(cache=True, nogil=True)
-def _khop(indptr, dst, label, centres, k, budget):
+def _khop(indptr, dst, label, centres, k, budget, degree_aware, wdeg, seed):
     n = indptr.shape[0] - 1
+    np.random.seed(seed)
     hopv = np.full(n, -1, np.int64)
     queue = np.empty(n, np.int64)
     qlab = np.empty(n, np.int64)
@@ -63,7 +67,7 @@ def _khop(indptr, dst, label, centres, k, budget):
         level_end = 1  # queue index where the current level ends
         level = 0
         while head < tail and level < k:
-            # the budget is already exhausted by hops <= level: stop exploring
+            # the budget is already filled by hops <= level: do not explore farther
             if budget >= 0 and tail - 1 >= budget:
                 break
             while head < level_end:
@@ -79,6 +83,8 @@ def _khop(indptr, dst, label, centres, k, budget):
             level += 1
             level_end = tail
         m = tail - 1
+        if budget >= 0 and m > budget:
+            m = budget
         if total + m > cap:
             while total + m > cap:
                 cap *= 2
@@ -89,13 +95,39 @@ def _khop(indptr, dst, label, centres, k, budget):
             nl[:total] = out_lab[:total]
             ne[:total] = out_ent[:total]
             out_hop, out_lab, out_ent = nh, nl, ne
-        for j in range(1, tail):
-            u = queue[j]
-            out_hop[total] = hopv[u]
-            out_lab[total] = qlab[j]
-            out_ent[total] = u
-            total += 1
-        counts[i] = m
+        # emit level by level, entities ascending; the level where the budget runs out is sampled
+        a = 1
+        kept = 0
+        while a < tail and kept < m:
+            h = hopv[queue[a]]
+            z = a
+            while z < tail and hopv[queue[z]] == h:
+                z += 1
+            seg = np.arange(a, z)  # queue positions of this hop
+            need = m - kept
+            if z - a > need:
+                if degree_aware:  # Efraimidis-Spirakis: the `need` largest u^(1/w)
+                    keys = np.empty(z - a, np.float64)
+                    for j in range(z - a):
+                        keys[j] = np.log(np.random.random() + 1e-300) / wdeg[queue[seg[j]]]
+                    seg = seg[np.argsort(-keys)[:need]]
+                else:  # partial Fisher-Yates
+                    for j in range(need):
+                        r = j + np.random.randint(0, z - a - j)
+                        tmp = seg[j]
+                        seg[j] = seg[r]
+                        seg[r] = tmp
+                    seg = seg[:need]
+            ents = queue[seg]
+            order = np.argsort(ents)
+            for j in range(seg.shape[0]):
+                out_hop[total] = h
+                out_lab[total] = qlab[seg[order[j]]]
+                out_ent[total] = ents[order[j]]
+                total += 1
+            kept += seg.shape[0]
+            a = z
+        counts[i] = kept
         for j in range(tail):
             hopv[queue[j]] = -1
     return counts, out_hop[:total], out_lab[:total], out_ent[:total]
@@ -117,25 +149,13 @@ def khop(
         raise KGCError(f"budget: must be >= 0 or None, got {budget}")
     if sampling not in ("uniform", "degree"):
         raise KGCError(f"sampling: expected 'uniform' or 'degree', got {sampling!r}")
-    C = centres.shape[0]
-    counts, hop, lab, ent = _khop(g.indptr, g.dst, g.label, centres, int(k), -1 if budget is None else int(budget))
-    owner = np.repeat(np.arange(C, dtype=np.int64), counts)
-    if budget is not None and (counts > budget).any():
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        u = rng.random(hop.shape[0])
-        if sampling == "degree":
-            w = np.log1p(g.out_degree[ent].astype(np.float64))
-            key = np.log(u) / w  # Efraimidis-Spirakis: larger u^(1/w) first; log is monotone
-        else:
-            key = u
-        order = np.lexsort((-key, hop, owner))
-        start = np.zeros(C + 1, np.int64)
-        np.cumsum(counts, out=start[1:])
-        rank = np.arange(order.shape[0]) - start[owner[order]]
-        keep = np.sort(order[rank < budget])
-        owner, hop, lab, ent = owner[keep], hop[keep], lab[keep], ent[keep]
-        counts = np.bincount(owner, minlength=C)
-    order = np.lexsort((ent, hop, owner))
-    ptr = np.zeros(C + 1, np.int64)
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31))
+    elif isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(2**31))
+    wdeg = np.log1p(g.out_degree.astype(np.float64))
+    counts, hop, lab, ent = _khop(g.indptr, g.dst, g.label, centres, int(k), -1 if budget is None else int(budget),
+                                  sampling == "degree", wdeg, int(seed))
+    ptr = np.zeros(centres.shape[0] + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
-    return ptr, hop[order], lab[order], ent[order]
+    return ptr, hop, lab, ent

@@ -145,7 +145,7 @@ def run_finetuning(args: argparse.Namespace) -> int:
     from kgc.training.lp_data import LinkPredictionDataModule
     from kgc.training.module import KGCLitModule
     from kgc.training.runner import build_trainer
-    from kgc.training.runs import RunDir, git_commit, hardware, slug, timestamp
+    from kgc.training.runs import RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, git_commit, hardware, slug, timestamp
     from kgc.utils.io import write_json
     from kgc.vocab import Vocabulary
     from pretrain_tasks import build_vocab
@@ -153,13 +153,16 @@ def run_finetuning(args: argparse.Namespace) -> int:
     t0 = time.time()
     resume_ckpt = None
     init_meta: dict[str, Any] = {}
+    child = child_run_dir()
+    if child is not None:  # a DDP worker started by Lightning: reuse rank 0's run folder
+        args.resume = str(child.path)
     if args.resume:
         run = RunDir(args.resume)
         meta = run.meta()
         if meta.get("kind") != "finetune":
             raise KGCError(f"{run.path}: not a fine-tuning run (kind {meta.get('kind')!r})")
         resume_ckpt = run.last_checkpoint()
-        if resume_ckpt is None:
+        if resume_ckpt is None and child is None:
             raise KGCError(f"{run.path}: no checkpoint to resume from (checkpoints/last.ckpt missing)")
         cfg = from_dict(FinetuneConfig, apply_overrides(run.config(), list(args.overrides) + flag_overrides(args)),
                         where=str(run.config_path))
@@ -168,6 +171,10 @@ def run_finetuning(args: argparse.Namespace) -> int:
         init_path = meta.get("init")
         init_meta = meta.get("init_meta") or {}
         init_state = None
+        if child is not None:
+            resume_ckpt = child_resume_checkpoint()
+            if init_path and resume_ckpt is None:
+                init_state = load_checkpoint_file(init_path)["state_dict"]
     else:
         base = read_yaml(CONFIG_DIR / "default.yaml") or {}
         dataset = args.dataset or base.get("dataset", "synthetic")
@@ -221,6 +228,7 @@ def run_finetuning(args: argparse.Namespace) -> int:
                     "seed": cfg.seed, "init": None if init_path is None else str(init_path), "init_meta": init_meta},
                    to_dict(cfg))
         vocab.save(run.vocab_path)
+    announce_run_dir(run, str(resume_ckpt) if resume_ckpt else None)
     print(f"[kgc] run folder: {run.path}", flush=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.deterministic:

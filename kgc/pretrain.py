@@ -85,10 +85,15 @@ def run_pretraining(args: argparse.Namespace) -> int:
     from kgc.training.module import KGCLitModule
     from kgc.training.pretrain_data import PretrainDataModule
     from kgc.training.runner import build_trainer
-    from kgc.training.runs import RunDir, slug, timestamp
+    from kgc.training.runs import RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, slug, timestamp
 
     ckpt_path = None
-    if args.resume:
+    child = child_run_dir()
+    if child is not None:  # a DDP worker: rank 0 made the folder and wrote config/vocab
+        args.resume = None
+        cfg = from_dict(PretrainConfig, child.config(), where=str(child.config_path))
+        ckpt_path = child_resume_checkpoint()
+    elif args.resume:
         run = RunDir(args.resume)
         meta = run.meta()
         if meta.get("kind") != "pretrain":
@@ -109,7 +114,9 @@ def run_pretraining(args: argparse.Namespace) -> int:
     dm.setup("fit")
     vocab = dm.vocab
     sig_tag = "all" if sorted(cfg.signals.names) == sorted(SignalsConfig().names) else "+".join(cfg.signals.names)
-    if not args.resume:
+    if child is not None:
+        run = child
+    elif not args.resume:
         name = args.out or str(Path(args.runs_root) / slug(f"{dm.ds.name}-pretrain-{sig_tag}-{cfg.model.name}-{timestamp()}"))
         run = RunDir(name)
         if run.meta_path.exists():
@@ -124,6 +131,8 @@ def run_pretraining(args: argparse.Namespace) -> int:
         from kgc.vocab import Vocabulary
 
         Vocabulary.load(run.vocab_path).check_compatible(vocab, what=f"{run.path} vocabulary")
+        print(f"[kgc] resuming from {ckpt_path}", flush=True)
+    announce_run_dir(run, ckpt_path)
     print(f"[kgc] run folder: {run.path}", flush=True)
     print(f"[kgc] {dm.ds.name}: {dm.ds.num_entities} entities, {dm.ds.num_relations} relations; "
           f"signals {dict(dm.sizes)} ({time.time() - t0:.1f}s to build)", flush=True)

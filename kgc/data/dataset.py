@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -205,10 +206,22 @@ def read_cache(name: str, fingerprint: str) -> KGDataset | None:
     return KGDataset(meta["name"], meta["entity_names"], meta["relation_names"], arrays, fingerprint, md)
 
 
+def _remove_stale_temps(folder: Path, max_age_s: float = 3600.0) -> None:
+    """Delete ``.*.tmp`` folders a killed process left behind (older than ``max_age_s``)."""
+    now = time.time()
+    for p in folder.glob(".*.tmp"):
+        try:
+            if now - p.stat().st_mtime > max_age_s:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def write_cache(ds: KGDataset) -> Path:
     """Write ``ds`` to its cache folder atomically (temp folder + rename); returns the folder."""
     final = cache_dir(ds.name, ds.fingerprint)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         with open(tmp / "arrays.npz", "wb") as fh:

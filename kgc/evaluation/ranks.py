@@ -100,15 +100,26 @@ def _check_target(target: torch.Tensor, num_queries: int, num_entities: int) -> 
 def _filter_entries(
     target: torch.Tensor, indptr: torch.Tensor, indices: torch.Tensor, num_entities: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, entity) of every filtered entry, deduplicated, the target itself removed."""
+    """(row, entity) of every filtered entry, deduplicated, sorted by row, the target itself removed."""
     q = target.shape[0]
     device = target.device
     indptr = indptr.to(device=device, dtype=torch.int64)
     indices = indices.to(device=device, dtype=torch.int64)
     row = torch.repeat_interleave(torch.arange(q, device=device), indptr[1:] - indptr[:-1])
     keep = indices != target[row]
-    code = torch.unique(row[keep] * num_entities + indices[keep])
-    return code // num_entities, code % num_entities
+    row, idx = row[keep], indices[keep]
+    # FilterIndex rows are sorted and unique: then no sort is needed (O(nnz) check)
+    if idx.numel() > 1:
+        ordered = (row[1:] > row[:-1]) | ((row[1:] == row[:-1]) & (idx[1:] > idx[:-1]))
+        if not bool(ordered.all()):
+            code = torch.unique(row * num_entities + idx)
+            return code // num_entities, code % num_entities
+    return row, idx
+
+
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    """Row sums of a boolean (B, C) mask as int64 (int32 accumulation over a uint8 view is ~2x faster)."""
+    return mask.view(torch.uint8).sum(1, dtype=torch.int32).to(torch.int64)
 
 
 class _Counter:
@@ -123,13 +134,14 @@ class _Counter:
         self.ge = torch.zeros(n, dtype=torch.int64, device=target.device)
 
     def add(self, block: torch.Tensor, col0: int) -> None:
-        if bool(torch.isnan(block).any()):
+        # one cheap reduction; the exact check only runs when it is NaN (NaN, or +inf and -inf together)
+        if torch.isnan(block.sum()) and bool(torch.isnan(block).any()):
             raise KGCError("the scorer produced NaN scores; cannot rank")
         n, width = block.shape
         col1 = col0 + width
         st = self.st.unsqueeze(1)
-        self.gt += (block > st).sum(1)
-        self.ge += (block >= st).sum(1)
+        self.gt += _count(block > st)
+        self.ge += _count(block >= st)
         # the target is never counted against itself
         rows = ((self.target >= col0) & (self.target < col1)).nonzero(as_tuple=True)[0]
         if rows.numel():
@@ -246,7 +258,12 @@ def filtered_ranks_from_vectors(
     if use_kernel is True or (use_kernel == "auto" and device.type == "cuda"):
         fn = _kernel_filtered_rank()
         if fn is not None:
-            opt, pes = fn(queries, weight, target, filter_indptr.to(device), filter_indices.to(device), bias)
+            kd = torch.float64 if weight.dtype == torch.float64 else torch.float32  # same dtype as our path
+            opt, pes = fn(
+                queries.to(device=device, dtype=kd), weight.to(kd), target,
+                filter_indptr.to(device), filter_indices.to(device), None if bias is None else bias.to(kd),
+                chunk_bytes=chunk_bytes,
+            )
             return Ranks(opt.to(torch.int64), pes.to(torch.int64))
         if use_kernel is True:
             raise KGCError("use_kernel=True but kernels.filtered_rank is not available")

@@ -155,3 +155,30 @@ def find_latest_run(runs_root: str | os.PathLike, kind: str, dataset: str, finge
         if best is None or key > best[0]:
             best = (key, run)
     return None if best is None else best[1]
+
+
+RUN_DIR_ENV = "KGC_RUN_DIR"
+
+
+def child_run_dir() -> RunDir | None:
+    """In a DDP worker process started by Lightning (``LOCAL_RANK`` > 0 or ``NODE_RANK`` > 0), the run
+    folder that rank 0 created (passed down in ``KGC_RUN_DIR``); ``None`` in the main process."""
+    rank = int(os.environ.get("LOCAL_RANK", "0") or 0) + int(os.environ.get("NODE_RANK", "0") or 0)
+    path = os.environ.get(RUN_DIR_ENV)
+    if rank > 0 and path:
+        return RunDir(path)
+    return None
+
+
+def announce_run_dir(run: RunDir, resume_ckpt: str | None = None) -> None:
+    """Let DDP worker processes (which re-run the CLI) find this run folder and the checkpoint rank 0
+    resumes from, instead of making their own."""
+    os.environ[RUN_DIR_ENV] = str(run.path)
+    os.environ[RESUME_ENV] = str(resume_ckpt or "")
+
+
+RESUME_ENV = "KGC_RESUME_CKPT"
+
+
+def child_resume_checkpoint() -> str | None:
+    return os.environ.get(RESUME_ENV) or None

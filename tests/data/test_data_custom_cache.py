@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kgc import KGCError
 from kgc.data import load_dataset
@@ -159,3 +162,32 @@ def test_cli_errors_exit_2_and_custom_stats(tmp_path: Path, home: Path, capsys: 
     assert main(["stats", str(folder)]) == 0
     out = capsys.readouterr().out
     assert "entities     4" in out and "facts        train 4 / valid 1 / test 1" in out
+
+
+def test_stale_temp_folder_is_cleaned_and_never_read(tmp_path: Path, home: Path) -> None:
+    folder = write_split_files(tmp_path / "toy", TRAIN, VALID, TEST)
+    ds = load_dataset(str(folder), use_cache=False)
+    stale = cache_dir(ds.name, ds.fingerprint).parent / f".{ds.fingerprint}.abc.tmp"
+    stale.mkdir(parents=True)
+    (stale / "arrays.npz").write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    again = load_dataset(str(folder))
+    assert not again.metadata.get("from_cache") and not stale.exists()
+    assert sorted(p.name for p in files_under(home)) == ["arrays.npz", "meta.json"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "00d", "e f", "ü"]), st.sampled_from(["r", "s", "t"]),
+                          st.sampled_from(["a", "b", "x", "y"])), min_size=3, max_size=20))
+def test_folder_round_trip_property(tmp_path_factory: pytest.TempPathFactory, facts: list[tuple[str, str, str]]) -> None:
+    """Any clean triple file loads so that names[ids] reproduce every line, in order, ids sorted by name."""
+    folder = tmp_path_factory.mktemp("kg")
+    parts = {"train": facts[:-2], "valid": facts[-2:-1], "test": facts[-1:]}
+    for s, rows in parts.items():
+        (folder / f"{s}.txt").write_text("".join(f"{h}\t{r}\t{t}\r\n" for h, r, t in rows), encoding="utf-8")
+    ds = load_dataset(str(folder), use_cache=False)
+    assert ds.entity_names == sorted({x for h, _, t in facts for x in (h, t)})
+    assert ds.relation_names == sorted({r for _, r, _ in facts})
+    for s, rows in parts.items():
+        got = [(ds.entity_names[h], ds.relation_names[r], ds.entity_names[t]) for h, r, t in ds.triples(s).tolist()]
+        assert got == rows

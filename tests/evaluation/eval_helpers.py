@@ -26,6 +26,8 @@ def make_dataset(splits: dict[str, torch.Tensor], num_entities: int, num_relatio
 def random_facts(rng: np.random.Generator, n: int, num_entities: int, arities: list[int], max_arity: int):
     """Unique random facts; relation r has arity arities[r]."""
     rows = set()
+    capacity = sum(num_entities ** k for k in arities)
+    assert n <= capacity // 2, "too many facts for this entity count"
     while len(rows) < n:
         r = int(rng.integers(len(arities)))
         k = arities[r]

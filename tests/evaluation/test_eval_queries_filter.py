@@ -90,7 +90,7 @@ def test_missing_split_is_clear_error():
 
 @pytest.mark.parametrize("seed, binary", [(0, False), (1, False), (2, True), (3, True)])
 def test_filter_index_equals_dict_of_sets(seed, binary):
-    ds = random_dataset(seed, n_facts=80, num_entities=6 if binary else 4, binary=binary)
+    ds = random_dataset(seed, n_facts=80, num_entities=8 if binary else 4, binary=binary)
     truth = brute_filter(ds)
     index = FilterIndex.from_dataset(ds)
     assert index.nnz == sum(len(v) for v in truth.values())

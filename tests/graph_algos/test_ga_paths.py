@@ -155,3 +155,47 @@ def test_khop_budget_keeps_nearest_hops(data, k, budget, sampling):
             last = hop[sl].max()
             assert (hop[sl] < last).sum() == (f_h < last).sum()
 
+
+
+def test_bfs_many_sources_and_masks_equal_networkx():
+    # > 64 sources: several bit-parallel batches; edge_mask path and per-source path too
+    rng = np.random.default_rng(5)
+    n, m, R = 150, 260, 3
+    facts = np.stack([rng.integers(0, R, m), rng.integers(0, n, m), rng.integers(0, n, m)], 1)
+    g = KGraph.from_facts(facts, n, R)
+    G = nx_graph(facts, n, R)
+    sources = np.concatenate([np.arange(n), rng.integers(0, n, 50)])
+    ref = np.full((len(sources), n), -1)
+    for i, s in enumerate(sources.tolist()):
+        for v, d in _nx_dist(G, s, 4).items():
+            ref[i, v] = d
+    assert (bfs_distances(g, sources, max_depth=4) == ref).all()
+    assert (bfs_distances(g, sources, max_depth=4, edge_mask=np.ones(g.num_edges, bool)) == ref).all()
+    # exclude a fact that does not exist in the graph's edges: per-source BFS, same distances
+    assert (bfs_distances(g, sources, max_depth=4, exclude_fact=np.full(len(sources), m + 7)) == ref).all()
+    drop = 3
+    G2 = nx_graph(facts, n, R, drop)
+    ref2 = np.full((len(sources), n), -1)
+    for i, s in enumerate(sources.tolist()):
+        for v, d in _nx_dist(G2, s, None).items():
+            ref2[i, v] = d
+    assert (bfs_distances(g, sources, edge_mask=g.fact != drop) == ref2).all()
+    assert (bfs_distances(g, sources, exclude_fact=np.full(len(sources), drop)) == ref2).all()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_khop_non_binding_budget_equals_unlimited(k):
+    # a budget that never binds gives identical items (same order and labels), equal to networkx
+    rng = np.random.default_rng(11)
+    n, m, R = 120, 200, 4
+    facts = np.stack([rng.integers(0, R, m), rng.integers(0, n, m), rng.integers(0, n, m)], 1)
+    g = KGraph.from_facts(facts, n, R)
+    G = nx_graph(facts, n, R)
+    centres = np.concatenate([np.arange(n), [0, 5, 5]])
+    a = khop(g, centres, k=k)
+    b = khop(g, centres, k=k, budget=10**9)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    ptr, hop, lab, ent = a
+    for i, c in enumerate(centres.tolist()):
+        assert set(ent[ptr[i]:ptr[i + 1]].tolist()) | {c} == set(nx.ego_graph(G, c, radius=k).nodes)

@@ -6,6 +6,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from graph_algos.graph import KGraph
 from graph_algos.ig_path import ig_paths
 from kgc import KGCError
 from kgc.vocab import TASKS
@@ -256,3 +257,17 @@ def test_yaml_defaults_load():
 def test_khop_k_beyond_vocab(synth):
     with pytest.raises(KGCError, match="max_hops"):
         get_signal("khop", {"k": 5}).generate(synth.ds, synth.graph, synth.vocab, num_examples=3)
+
+
+def test_vocab_graph_mismatch(synth, umls):
+    with pytest.raises(KGCError, match="does not match the graph"):
+        get_signal("lcc").generate(synth.ds, synth.graph, umls.vocab)
+
+
+def test_build_vocab_stable(synth):
+    from pretrain_tasks import build_vocab
+
+    v2 = build_vocab(synth.ds, KGraph.from_dataset(synth.ds))
+    assert v2.to_dict() == synth.vocab.to_dict()
+    assert synth.vocab.label_names[: synth.ds.num_relations] == synth.ds.relation_names
+    assert synth.vocab.label_names[synth.ds.num_relations] == synth.ds.relation_names[0] + "^-1"

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY_PRETRAIN = """
+model:
+  name: transformer
+  dim: 32
+  layers: 2
+  heads: 2
+  mlp_ratio: 2.0
+  dropout: 0.0
+  attn_dropout: 0.0
+  max_len: 96
+signals:
+  num_examples: 300
+optim:
+  lr: 3.0e-3
+  warmup_steps: 5
+trainer:
+  max_steps: 40
+  batch_size: 32
+  val_every: 20
+  ckpt_every: 20
+  log_every: 5
+  progress_bar: false
+"""
+
+TINY_FINETUNE = """
+model:
+  name: transformer
+  dim: 32
+  layers: 2
+  heads: 2
+  mlp_ratio: 2.0
+  dropout: 0.0
+  attn_dropout: 0.0
+  max_len: 96
+optim:
+  lr: 3.0e-3
+  warmup_steps: 5
+trainer:
+  max_steps: 40
+  batch_size: 128
+  val_every: 20
+  ckpt_every: 20
+  log_every: 5
+  progress_bar: false
+eval:
+  val_max_queries: 300
+"""
+
+
+def run_module(module: str, *args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the repo root; returns the completed process (text)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
