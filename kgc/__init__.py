@@ -17,8 +17,8 @@ def __getattr__(name):  # lazy: keep `import kgc` cheap
         from kgc.data import load_dataset
 
         return load_dataset
-    if name == "predict":
-        from kgc.predict import predict
+    if name == "predict":  # the module is callable: kgc.predict(...) == kgc.predict.predict(...)
+        import kgc.predict as _predict
 
-        return predict
+        return _predict
     raise AttributeError(f"module 'kgc' has no attribute {name!r}")

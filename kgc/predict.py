@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import sys
+import types
 from typing import Any
 
 import torch
@@ -140,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{i:3d}  {pr['score']:9.4f}  {pr['entity']}{'  (known)' if pr['known'] else ''}")
     return 0
 
+
+class _CallableModule(types.ModuleType):
+    """``kgc.predict`` is both this module (``python -m kgc.predict``) and the function: calling the
+    module calls :func:`predict` (Python binds the submodule to ``kgc.predict`` once it is imported)."""
+
+    def __call__(self, *args, **kwargs):
+        return predict(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     run_cli(main)

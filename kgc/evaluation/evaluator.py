@@ -10,6 +10,10 @@ Two kinds of scorer are accepted:
   wrapped with :class:`ModelScorer` (done automatically when ``vocab`` is given);
 * any callable ``score(queries: LinkPredictionQueries) -> (B, E)`` for generic models.
 
+Headline metrics average over all queries of the split: for binary data both
+directions (equal counts, so the mean of the head and tail means); for n-ary
+data every position of every fact. Breakdowns use the headline tie policy.
+
 Under ``torch.distributed`` each process ranks a contiguous shard of the queries
 (no padding duplicates) and the ranks are all-gathered, so every query counts
 exactly once and every process returns the same result.

@@ -61,7 +61,9 @@ class FilterIndex:
     # ---- construction ------------------------------------------------------------
     @classmethod
     def from_dataset(cls, dataset, splits=DEFAULT_FILTER_SPLITS) -> "FilterIndex":
-        """Index over the given splits of ``dataset`` (default train + valid + test)."""
+        """Index over the given splits of ``dataset`` (default: whichever of train/valid/test it has)."""
+        if tuple(splits) == DEFAULT_FILTER_SPLITS:
+            splits = [s for s in splits if s in dataset.splits] or list(splits)
         parts = [LinkPredictionQueries.from_dataset(dataset, s) for s in splits]
         return cls(LinkPredictionQueries.cat(parts), dataset.num_entities)
 

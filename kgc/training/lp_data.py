@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from kgc.vocab import Vocabulary
 
@@ -38,6 +38,41 @@ class QueryTensorDataset(Dataset):
         width = int((toks != 0).sum(1).max()) if len(ix) else toks.shape[1]
         return {"tokens": toks[:, :width], "roles": self.roles[ix, :width], "target": self.target[ix],
                 "query_index": self.query_index[ix]}
+
+
+class ResumableShuffleSampler(Sampler[int]):
+    """Shuffled training order that survives a mid-epoch resume exactly.
+
+    Epoch ``e`` visits the queries in ``randperm(N)`` drawn from a generator seeded
+    with ``(seed, e)`` only, so the order is a pure function of ``(seed, e)``.
+    With ``n = ceil(N / batch_size)`` optimiser steps per epoch (drop_last=False,
+    no gradient accumulation), global step ``g`` is batch ``g % n`` of epoch
+    ``g // n``. Each iteration reads the (restored) global step from ``step_fn``
+    when it starts and skips the ``g % n`` batches already consumed, so a run
+    resumed from a mid-epoch checkpoint sees exactly the batches an uninterrupted
+    run would have seen (Lightning alone restarts the epoch's data). ``len()``
+    stays ``N`` so Lightning's batch counters (restored from the checkpoint) end
+    the epoch at the right batch.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, step_fn: Callable[[], int]):
+        self.num_items = int(num_items)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.step_fn = step_fn
+        self.steps_per_epoch = max(1, -(-self.num_items // self.batch_size))
+
+    def __len__(self) -> int:
+        return self.num_items
+
+    def order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, 23, int(epoch)]).generate_state(1)[0]))
+        return torch.randperm(self.num_items, generator=g)
+
+    def __iter__(self):
+        step = int(self.step_fn() or 0)
+        epoch, skip = divmod(step, self.steps_per_epoch)
+        yield from self.order(epoch)[skip * self.batch_size:].tolist()
 
 
 def _tokenise(queries, vocab: Vocabulary) -> QueryTensorDataset:
@@ -110,9 +145,25 @@ class LinkPredictionDataModule(pl.LightningDataModule):
     def has_validation(self) -> bool:
         return "val" in self.eval_sets
 
+    def _global_step(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_step) if trainer is not None else 0
+
     def train_dataloader(self) -> DataLoader:
         g = torch.Generator().manual_seed(self.seed)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            # DDP: Lightning swaps in a DistributedSampler (shuffled per epoch); a mid-epoch resume
+            # restarts that epoch's order (not step-exact; see docs/reliability.md)
+            return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=g,
+                              collate_fn=self.train_set.collate, num_workers=self.num_workers, drop_last=False)
+        import warnings
+
+        # the sampler below makes mid-epoch resume exact; Lightning cannot see that and warns
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
+        sampler = ResumableShuffleSampler(len(self.train_set), self.batch_size, self.seed, self._global_step)
+        # an explicit generator keeps DataLoader iterators from drawing on the global RNG
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, generator=g,
                           collate_fn=self.train_set.collate, num_workers=self.num_workers, drop_last=False)
 
     def _eval_loader(self, key: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import os
 import warnings
@@ -10,6 +11,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from kgc.training.checkpoint import AtomicCheckpointIO
 from kgc.training.config import TrainerConfig, parse_duration
@@ -35,6 +38,30 @@ def quiet_lightning() -> None:
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+class _ResumableCSVLogger(CSVLogger):
+    """CSVLogger that appends to an existing ``metrics.csv`` (a resumed run) instead of deleting it.
+
+    Lightning's writer removes the file when the log folder is not empty, which threw away the
+    history of a killed run on ``--resume``. Rows logged after the last checkpoint appear twice
+    (the killed run's, then the resumed run's); readers keep the last row per step.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+class _AppendingWriter(ExperimentWriter):
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):  # keep the rows; learn the header to append under
+            with self._fs.open(self.metrics_file_path, "r", newline="") as fh:
+                self.metrics_keys = sorted(next(csv.reader(fh), []))
 
 
 def build_trainer(
@@ -64,7 +91,7 @@ def build_trainer(
     max_time = None
     if cfg.max_time is not None:
         max_time = _dt.timedelta(seconds=parse_duration(cfg.max_time))
-    loggers = [CSVLogger(run.logs, name="csv", version=""), TensorBoardLogger(run.logs, name="tb", version="")]
+    loggers = [_ResumableCSVLogger(run.logs, name="csv", version=""), TensorBoardLogger(run.logs, name="tb", version="")]
     return pl.Trainer(
         default_root_dir=run.path,
         max_steps=cfg.max_steps,

@@ -105,6 +105,21 @@ def test_tie_policy_and_raw_ranking():
     assert (raw.ranks.optimistic > real.ranks.optimistic).any()
     with pytest.raises(KGCError, match="tie policy"):
         evaluate(scorer, ds, "valid", tie_policy="average")
+    scorer.w = scorer.w[:-1]
+    with pytest.raises(KGCError, match="entities"):
+        evaluate(scorer, ds, "valid")
+
+
+def test_kernel_path_through_evaluate_matches_chunked_path():
+    kernels = pytest.importorskip("kernels")
+    if not hasattr(kernels, "filtered_rank"):
+        pytest.skip("kernels.filtered_rank not written yet")
+    ds = random_dataset(17, n_facts=60, num_entities=4)
+    scorer = TokenScorer(ds, seed=2)
+    a = evaluate(scorer, ds, "test", use_kernel=False)
+    b = evaluate(scorer, ds, "test", use_kernel=True, batch_size=9)
+    assert torch.equal(a.ranks.optimistic, b.ranks.optimistic)
+    assert torch.equal(a.ranks.pessimistic, b.ranks.pessimistic)
 
 
 def test_callable_scorer_path_equals_vector_path():

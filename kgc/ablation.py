@@ -1,0 +1,244 @@
+"""``python -m kgc.ablation``: the pretraining-signal ablation grid under a stated budget, then the report.
+
+Examples::
+
+    python -m kgc.ablation --dataset fb15k237 --budget-pretrain-steps 20000 --budget-finetune-steps 20000
+    python -m kgc.ablation --dataset umls --budget-pretrain-steps 500 --budget-finetune-steps 1000 \\
+        --signals-set random_walk --signals-set lcc --signals-set all --seeds 0,1,2
+
+Cells: "no pretraining" (fine-tuned from scratch), and for each signal set (default: each single signal
+and all five) a pretraining run followed by a fine-tuning run started from its checkpoint (``--init``).
+Every cell lives in ``<runs>/ablation-<dataset>/`` (``pretrain-<signals>-s<seed>``,
+``finetune-<signals>-s<seed>``). The grid is resumable: a cell whose ``metrics.json`` exists is not
+recomputed, a finished pretraining run is reused, and an interrupted one continues from its last
+checkpoint. Afterwards the leaderboard (with the ablation table) is written to ``<grid>/report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kgc import KGCError
+from kgc.cli import run_cli
+from kgc.vocab import SIGNALS
+
+ABLATION_KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
+
+
+# ---- the table --------------------------------------------------------------------------------
+@dataclass
+class AblationTable:
+    """One model's ablation: ``cells[(signals, dataset)] = {"n", "seeds", "mean", "delta"}``."""
+
+    model: str
+    datasets: list[str]
+    rows: list[str]
+    cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def _row_order(label: str) -> tuple:
+    if label == "none":
+        return (0, 0, "")
+    if label == "all":
+        return (3, 0, "")
+    parts = label.split("+")
+    if len(parts) == 1:
+        return (1, SIGNALS.index(label) if label in SIGNALS else len(SIGNALS), label)
+    return (2, len(parts), label)
+
+
+def ablation_tables(records) -> list[AblationTable]:
+    """Ablation tables (one per model) from run records (:class:`kgc.reports.collect.RunRecord`).
+
+    Rows: no pretraining, each single signal, other combinations, all signals (those present). A cell is
+    the mean over seeds of (dataset, model, signals); when a seed has several runs the latest one counts.
+    The delta is to the "no pretraining" cell of the same model and dataset (absent when that is missing).
+    """
+    latest: dict[tuple[str, str, str, int], Any] = {}
+    for r in records:
+        k = (r.model, r.dataset, r.signals, r.seed)
+        if k not in latest or (r.mtime, str(r.path)) > (latest[k].mtime, str(latest[k].path)):
+            latest[k] = r
+    by_model: dict[str, dict[tuple[str, str], list]] = {}
+    for (model, ds, sig, _seed), r in latest.items():
+        by_model.setdefault(model, {}).setdefault((sig, ds), []).append(r)
+    tables = []
+    for model in sorted(by_model):
+        groups = by_model[model]
+        t = AblationTable(model=model, datasets=sorted({ds for _, ds in groups}),
+                          rows=sorted({sig for sig, _ in groups}, key=_row_order))
+        for (sig, ds), runs in groups.items():
+            runs.sort(key=lambda r: r.seed)
+            mean = {k: sum(r.metrics[k] for r in runs) / len(runs) for k in ABLATION_KEYS}
+            t.cells[(sig, ds)] = {"n": len(runs), "seeds": [r.seed for r in runs], "mean": mean, "delta": {}}
+        for (sig, ds), cell in t.cells.items():
+            base = t.cells.get(("none", ds))
+            if base is not None:
+                cell["delta"] = {k: cell["mean"][k] - base["mean"][k] for k in ABLATION_KEYS}
+        tables.append(t)
+    return tables
+
+
+# ---- the grid runner ----------------------------------------------------------------------------
+def parse_signal_set(spec: str) -> list[str]:
+    """``all`` or a comma list of signal names (validated); ``none`` is the from-scratch cell, always run."""
+    spec = spec.strip()
+    if spec == "all":
+        return list(SIGNALS)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise KGCError(f"--signals-set {spec!r}: empty")
+    bad = [n for n in names if n not in SIGNALS]
+    if bad:
+        raise KGCError(f"--signals-set {spec!r}: unknown signal {bad[0]!r} (known: {', '.join(SIGNALS)}, all)")
+    return [s for s in SIGNALS if s in names]
+
+
+def parse_seeds(spec: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise KGCError(f"--seeds {spec!r}: expected a comma list of integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise KGCError("--seeds: no seed given")
+    return list(dict.fromkeys(seeds))
+
+
+def _tag(signals: list[str]) -> str:
+    from kgc.reports.collect import signals_label
+
+    return signals_label(signals)
+
+
+def _finished_pretrain(folder: Path, steps: int) -> bool:
+    try:
+        meta = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("finished")) and int(meta.get("steps", -1)) >= steps and \
+        (folder / "checkpoints" / "last.ckpt").is_file()
+
+
+def _common(seed: int, steps: int, max_time: str | None, config: str | None, extra: list[str]) -> list[str]:
+    args = ["--seed", str(seed), "--max-steps", str(steps), "--no-progress"]
+    if max_time:
+        args += ["--max-time", max_time]
+    if config:
+        args += ["--config", config]
+    for kv in extra:
+        args += ["--set", kv]
+    return args
+
+
+def run_grid(dataset: str, pretrain_steps: int, finetune_steps: int, signal_sets: list[list[str]],
+             seeds: list[int], runs_dir: str | Path, pretrain_config: str | None = None,
+             finetune_config: str | None = None, finetune_max_time: str | None = None,
+             pretrain_set: list[str] | None = None, finetune_set: list[str] | None = None,
+             log=print) -> dict[str, list[str]]:
+    """Run every missing cell of the grid; returns ``{"ran": [...], "skipped": [...]}`` (cell names)."""
+    from kgc.finetune import main as finetune_main
+    from kgc.pretrain import main as pretrain_main
+
+    if pretrain_steps < 1 or finetune_steps < 1:
+        raise KGCError("--budget-pretrain-steps and --budget-finetune-steps must be >= 1")
+    grid = Path(runs_dir) / f"ablation-{Path(str(dataset)).name}"
+    grid.mkdir(parents=True, exist_ok=True)
+    done: dict[str, list[str]] = {"ran": [], "skipped": []}
+    sets: list[list[str]] = [[]] + [s for i, s in enumerate(signal_sets) if s and s not in signal_sets[:i]]
+    for seed in seeds:
+        for signals in sets:
+            tag = _tag(signals)
+            ft = grid / f"finetune-{tag}-s{seed}"
+            cell = f"{tag}/seed {seed}"
+            if (ft / "metrics.json").is_file():
+                log(f"[kgc] ablation: {cell} finished ({ft / 'metrics.json'}); skipping")
+                done["skipped"].append(cell)
+                continue
+            init: list[str] = ["--from-scratch"]
+            if signals:
+                pt = grid / f"pretrain-{tag}-s{seed}"
+                if _finished_pretrain(pt, pretrain_steps):
+                    log(f"[kgc] ablation: reusing pretraining run {pt}")
+                else:
+                    pargs = ["--dataset", str(dataset), "--signals", ",".join(signals)]
+                    pargs += _common(seed, pretrain_steps, None, pretrain_config, pretrain_set or [])
+                    if (pt / "checkpoints" / "last.ckpt").is_file():
+                        log(f"[kgc] ablation: continuing pretraining run {pt}")
+                        code = pretrain_main(["--resume", str(pt), "--max-steps", str(pretrain_steps), "--no-progress"])
+                    else:
+                        if pt.exists():  # created but no checkpoint yet: nothing worth keeping
+                            shutil.rmtree(pt)
+                        log(f"[kgc] ablation: pretraining {tag} (seed {seed}, {pretrain_steps} steps) -> {pt}")
+                        code = pretrain_main(pargs + ["--out", str(pt), "--runs-root", str(grid)])
+                    if code not in (0, None):
+                        raise KGCError(f"pretraining {pt} failed with status {code}")
+                init = ["--init", str(pt / "checkpoints" / "last.ckpt")]
+            fargs = ["--dataset", str(dataset)] + init
+            fargs += _common(seed, finetune_steps, finetune_max_time, finetune_config, finetune_set or [])
+            if (ft / "checkpoints" / "last.ckpt").is_file() and (ft / "run.json").is_file():
+                log(f"[kgc] ablation: continuing fine-tuning run {ft}")
+                code = finetune_main(["--resume", str(ft), "--no-progress"])
+            else:
+                if ft.exists():
+                    shutil.rmtree(ft)
+                log(f"[kgc] ablation: fine-tuning {tag} (seed {seed}, {finetune_steps} steps) -> {ft}")
+                code = finetune_main(fargs + ["--out", str(ft), "--runs-root", str(grid)])
+            if code not in (0, None) or not (ft / "metrics.json").is_file():
+                raise KGCError(f"fine-tuning {ft} failed (status {code}, no metrics.json)")
+            done["ran"].append(cell)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kgc.ablation", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, help="registered name or folder")
+    p.add_argument("--budget-pretrain-steps", type=int, required=True, help="optimiser steps per pretraining run")
+    p.add_argument("--budget-finetune-steps", type=int, required=True, help="optimiser steps per fine-tuning run")
+    p.add_argument("--budget-finetune-time", help="optional wall-clock cap per fine-tuning run (e.g. 30m)")
+    p.add_argument("--signals-set", action="append", default=None, metavar="SIGNALS",
+                   help="a signal set to pretrain on: 'all' or a comma list (repeatable; default: each single "
+                        "signal and all). The no-pretraining cell is always run.")
+    p.add_argument("--seeds", default="0", help="comma list of seeds (default 0)")
+    p.add_argument("--runs", default="runs", help="runs folder; the grid goes to <runs>/ablation-<dataset>/")
+    p.add_argument("--pretrain-config", help="YAML config for the pretraining runs (kgc.pretrain --config)")
+    p.add_argument("--finetune-config", help="YAML config for the fine-tuning runs (kgc.finetune --config)")
+    p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE", help="pretraining override")
+    p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning override")
+    p.add_argument("--out", help="report folder (default <runs>/ablation-<dataset>/report)")
+    args = p.parse_args(argv)
+    sets = [parse_signal_set(s) for s in (args.signals_set or [*SIGNALS, "all"])]
+    seeds = parse_seeds(args.seeds)
+    for path in (args.pretrain_config, args.finetune_config):
+        if path and not Path(path).is_file():
+            raise KGCError(f"{path}: config file not found")
+    done = run_grid(args.dataset, args.budget_pretrain_steps, args.budget_finetune_steps, sets, seeds, args.runs,
+                    args.pretrain_config, args.finetune_config, args.budget_finetune_time,
+                    args.pretrain_set, args.finetune_set)
+    grid = Path(args.runs) / f"ablation-{Path(str(args.dataset)).name}"
+    from kgc.leaderboard import build_report
+    from kgc.reports.collect import collect_runs
+    from kgc.reports.render import ablation_header_rows
+
+    out = Path(args.out) if args.out else grid / "report"
+    paths = build_report(grid, out)
+    print(f"[kgc] ablation: {len(done['ran'])} cell(s) run, {len(done['skipped'])} already finished; "
+          f"report in {paths['md']}")
+    for table in ablation_tables(collect_runs(grid, warn=lambda m: None)):
+        header, rows = ablation_header_rows(table)
+        print(f"model {table.model}")
+        print(" | ".join(header))
+        for row in rows:
+            print(" | ".join(row))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

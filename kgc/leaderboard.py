@@ -1,0 +1,64 @@
+"""``python -m kgc.leaderboard``: MRR/Hits tables of all runs beside the published numbers.
+
+Examples::
+
+    python -m kgc.leaderboard                                  # runs/ -> reports/
+    python -m kgc.leaderboard --runs runs/ablation-umls --out reports/umls
+
+Collects every fine-tuning run's ``metrics.json`` under ``--runs`` (run folders, or run folders one
+level down in a group folder), and writes ``leaderboard.md``, ``leaderboard.html`` (one self-contained
+page with sortable tables), ``leaderboard.csv`` and ``leaderboard_<dataset>.png`` (MRR and Hits@10 of
+the best kgc runs beside the published ones) into ``--out``, plus the ablation table over the
+pretraining signals. A broken run folder is skipped with a warning naming it. docs/leaderboard.md
+explains how to read the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from kgc.cli import run_cli
+
+
+def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, published: str | os.PathLike | None = None,
+                 warn: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Collect runs, load the published numbers, write every report file; returns ``{kind: path}``."""
+    from kgc.ablation import ablation_tables
+    from kgc.reports.collect import collect_runs
+    from kgc.reports.published import load_published
+    from kgc.reports.render import Report, write_report
+
+    skipped: list[str] = []
+
+    def _warn(msg: str) -> None:
+        skipped.append(msg)
+        (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(msg)
+
+    records = collect_runs(runs_dir, warn=_warn)
+    version, rows = load_published(published)
+    rep = Report(records=records, published=rows, published_version=version, ablation=ablation_tables(records),
+                 skipped=skipped, runs_dir=str(runs_dir),
+                 generated=_dt.datetime.now().isoformat(timespec="seconds"))
+    return write_report(rep, out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m kgc.leaderboard", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default=os.environ.get("KGC_RUNS", "runs"), help="folder of run folders (default runs/)")
+    p.add_argument("--out", default="reports", help="where the report files go (default reports/)")
+    p.add_argument("--published", help="published-results YAML (default: kgc/reports/published.yaml)")
+    args = p.parse_args(argv)
+    paths = build_report(args.runs, args.out, args.published)
+    for key, path in paths.items():
+        print(f"[kgc] {key}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
