@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# the repository root goes first: benchmarks/kernels.py and benchmarks/graph_algos.py (scripts run from this
+# folder put it on sys.path) must not shadow the ``kernels`` and ``graph_algos`` packages
+while str(REPO) in sys.path:
+    sys.path.remove(str(REPO))
+sys.path.insert(0, str(REPO))
 
 METRIC_KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
 # PyKEEN RankBasedEvaluator metric names for the keys above

@@ -21,7 +21,7 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 KEYS = ("mrr", "hits@1", "hits@3", "hits@10")

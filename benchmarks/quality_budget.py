@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 DEFAULT_BUDGETS = {"umls": "5m", "nations": "2m", "kinships": "5m", "fb15k237": "15m", "wn18rr": "15m"}

@@ -119,6 +119,11 @@ def triton_supported(x: torch.Tensor, d: int) -> bool:
     return x.is_cuda or (TRITON_INTERPRET and x.device.type == "cpu")
 
 
+def requested_impl(impl: str | None = None) -> str:
+    """The implementation asked for (argument, then set_impl/use_impl, then KGC_KERNEL_IMPL), before dispatch."""
+    return impl if impl is not None else (_state["impl"] if _state["impl"] is not None else _env_impl())
+
+
 def resolve_impl(impl: str | None, x: torch.Tensor, d: int, op: str) -> str:
     """The implementation an op call runs: ``"triton"``, ``"chunked"`` or ``"ref"``."""
     choice = impl if impl is not None else (_state["impl"] if _state["impl"] is not None else _env_impl())

@@ -430,6 +430,15 @@ def linear_cross_entropy(
     """
     _check_args(hidden, weight, target, bias, label_smoothing, reduction, target_indptr, target_indices)
     which = _config.resolve_impl(impl, hidden, hidden.shape[1], "linear_cross_entropy")
+    budget = _config.get_chunk_bytes(chunk_bytes)
+    if (
+        which == "chunked"
+        and _config.requested_impl(impl) == "auto"
+        and 3 * hidden.shape[0] * weight.shape[0] * 4 <= budget
+    ):
+        # auto on CPU: when the dense logits (plus softmax and grad) fit in the memory budget, the
+        # dense path is faster (it keeps the logits for backward instead of recomputing them)
+        which = "ref"
     if which == "ref":
         return linear_cross_entropy_ref(
             hidden, weight, target, bias, label_smoothing, reduction,

@@ -121,8 +121,13 @@ def _finished_pretrain(folder: Path, steps: int) -> bool:
         meta = json.loads((folder / "run.json").read_text())
     except (OSError, ValueError):
         return False
-    return bool(meta.get("finished")) and int(meta.get("steps", -1)) >= steps and \
-        (folder / "checkpoints" / "last.ckpt").is_file()
+    if not (folder / "checkpoints" / "last.ckpt").is_file():
+        return False
+    if meta.get("finished") and int(meta.get("steps", -1)) >= steps:
+        return True
+    # training ended normally before max_steps (a trainer.max_time cap): kgc.pretrain records wall_time_s
+    # only then; a killed run has no wall_time_s and is continued instead
+    return "wall_time_s" in meta
 
 
 def _common(seed: int, steps: int, max_time: str | None, config: str | None, extra: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,8 +88,8 @@ def size_defaults(ds) -> dict[str, Any]:
     About 40 epochs of training queries capped at 20k steps, batch 128-1024 growing with the
     number of queries, validation about 10 times per run. Per-dataset YAML files override these.
     """
-    n_queries = int(sum(int(a) for a in ds.arity("train").tolist())) if not ds.is_binary else 2 * len(ds.splits["train"])
-    batch = int(min(1024, max(128, 2 ** round(__import__("math").log2(max(1, n_queries / 200))))))
+    n_queries = int(ds.arity("train").sum())  # binary: 2 per fact (both directions); n-ary: one per position
+    batch = int(min(1024, max(128, 2 ** round(math.log2(max(1, n_queries / 200))))))
     steps_per_epoch = max(1, n_queries // batch)
     max_steps = int(min(20000, max(500, 40 * steps_per_epoch)))
     every = max(50, max_steps // 10)
@@ -218,6 +219,9 @@ def run_finetuning(args: argparse.Namespace) -> int:
             base = _merge(base, user)
         cfg = from_dict(FinetuneConfig, apply_overrides(base, list(args.overrides) + flag_overrides(args)),
                         where=args.config or "finetune config")
+        if cfg.model.num_roles < ds.max_arity:  # role ids run to max_arity - 1: an IndexError mid-training otherwise
+            raise KGCError(f"model.num_roles={cfg.model.num_roles} is below the maximum arity {ds.max_arity} of "
+                           f"{ds.name}; set model.num_roles >= {ds.max_arity}")
         tag = "scratch" if init_path is None else ("pt-" + "+".join(init_meta.get("signals") or ["?"]) if
                                                    len(init_meta.get("signals") or []) < 5 else "pt-all")
         name = args.out or str(Path(args.runs_root) / slug(f"{ds.name}-finetune-{tag}-{cfg.model.name}-{timestamp()}"))

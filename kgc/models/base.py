@@ -146,6 +146,15 @@ class KGCModel(nn.Module):
         """h (N, D) -> scores (N, E) over all entities (1-N scoring)."""
         return F.linear(self.query_vectors(h), self.entity_weight(), self.ent_bias)
 
+    def token_bias(self) -> torch.Tensor | None:
+        """(V,) bias of :meth:`token_logits`: the entity bias on the entity columns (tied), else None."""
+        if self.ent_bias is None or self.entity_emb is not None:
+            return None
+        a = self.entity_offset
+        b = self.vocab_size - a - self.num_entities
+        z = self.ent_bias.new_zeros
+        return torch.cat([z(a), self.ent_bias, z(b)])
+
     def token_logits(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., D) -> logits (..., V) over the whole vocabulary (tied to the token embedding).
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from kgc.training.checkpoint import CHECKPOINT_FORMAT
 from kgc.training.config import OptimConfig
@@ -80,15 +79,28 @@ class KGCLitModule(pl.LightningModule):
 
     # ---- steps -------------------------------------------------------------
     def signal_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Next-token cross-entropy at target positions; returns (loss, per-token stats)."""
+        """Next-token cross-entropy over the vocabulary at target positions; returns (loss, per-token stats).
+
+        The (N, V) logits are never kept for backward: ``kernels.linear_cross_entropy`` fuses the tied
+        output projection with the loss; token accuracy comes from a no-grad chunked argmax."""
+        import kernels
+
         tokens, labels = batch["tokens"], batch["labels"]
         h = self.model.encode(tokens, batch.get("prefix_len"), batch.get("roles"))  # (B, L, D)
         sel = labels != -100  # (B, L)
-        hs = h[sel]  # (N, D)
+        q = self.model.query_vectors(h[sel])  # (N, D)
         y = labels[sel]  # (N,)
-        logits = self.model.token_logits(hs).float()  # (N, V)
-        tok_loss = F.cross_entropy(logits, y, reduction="none")  # (N,)
-        correct = (logits.argmax(-1) == y).float()
+        weight = self.model.tok_emb.weight  # (V, D), tied output layer
+        bias = self.model.token_bias()
+        tok_loss = kernels.linear_cross_entropy(q, weight, y, bias=bias, reduction="none")  # (N,)
+        with torch.no_grad():
+            correct = torch.empty_like(tok_loss)
+            step = max(1, (64 * 2**20) // (4 * weight.shape[0]))
+            for a in range(0, q.shape[0], step):
+                logits = q[a : a + step].float() @ weight.float().T
+                if bias is not None:
+                    logits += bias.float()
+                correct[a : a + step] = (logits.argmax(-1) == y[a : a + step]).float()
         row = torch.nonzero(sel, as_tuple=True)[0]  # (N,) batch row of each target token
         return tok_loss.mean(), {"tok_loss": tok_loss.detach(), "correct": correct, "row": row}
 

@@ -15,8 +15,20 @@ import pytest
 pytest.importorskip("pykeen")
 torch = pytest.importorskip("torch")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import _common as C  # noqa: E402
+
+def _load_common():
+    """benchmarks/_common.py by path (putting benchmarks/ on sys.path would shadow the kernels package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "_common.py"
+    spec = importlib.util.spec_from_file_location("kgc_bench_common", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+C = _load_common()
 
 POLICIES = ("realistic", "optimistic", "pessimistic")
 

@@ -1,0 +1,60 @@
+"""Smoke runs of the issue-9 benchmark scripts (the full-budget runs are not in CI)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+
+
+def _common():
+    spec = importlib.util.spec_from_file_location("kgc_bench_common_smoke", BENCH / "_common.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_parse_duration_and_table():
+    C = _common()
+    assert C.parse_duration("15m") == 900
+    assert C.parse_duration("1h30m") == 5400
+    assert C.parse_duration("90s") == C.parse_duration("90") == 90
+    with pytest.raises(ValueError):
+        C.parse_duration("15 minutes")
+    t = C.format_table(["a", "b"], [["x", 0.5], ["y", None]])
+    assert t.splitlines()[2] == "| x | 0.5000 |" and t.splitlines()[3] == "| y | - |"
+    assert C.ratio(3.0, 2.0) == "1.50x" and C.ratio(1.0, 0) == "-"
+
+
+@pytest.mark.slow
+def test_quality_budget_kgc_smoke_on_umls(tmp_path):
+    """kgc-only smoke of quality_budget: fine-tunes a few steps on UMLS and prints the quality table last."""
+    try:
+        from kgc.data import load_dataset
+
+        load_dataset("umls")
+    except Exception as exc:  # noqa: BLE001 - no network and no mirror
+        pytest.skip(f"umls not available: {exc}")
+    out = tmp_path / "res.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "quality_budget.py"), "--dataset", "umls", "--smoke", "--systems", "kgc",
+         "--runs-root", str(tmp_path / "runs"), "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    assert lines[-1].startswith("| kgc | transformer (scratch) |")
+    assert lines[-3].startswith("| system | model | budget |")
+    import json
+
+    res = json.loads(out.read_text())
+    row = res["rows"][0]
+    assert row["system"] == "kgc" and 0 < row["metrics"]["mrr"] <= 1
+    assert row["metrics"]["count"] == 2 * 661  # the full UMLS test set, both directions

@@ -1,0 +1,111 @@
+"""Ablation table (means over seeds, deltas to no pretraining) and the resumable grid runner (real tiny runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kgc import KGCError
+from kgc.ablation import ablation_tables, main as ablation_main, parse_seeds, parse_signal_set, run_grid
+from kgc.reports.collect import RunRecord, signals_label
+from kgc.reports.render import ablation_header_rows
+
+from report_helpers import md_tables
+
+
+def _rec(tmp_path, ds, sig, seed, mrr, h1=0.1, mtime=0.0, model="transformer"):
+    return RunRecord(path=tmp_path / f"{ds}-{sig}-{seed}-{mtime}", dataset=ds, model=model, signals=sig,
+                     tie_policy="realistic", seed=seed, mtime=mtime,
+                     metrics={"mrr": mrr, "mr": 10.0, "hits@1": h1, "hits@3": 0.5, "hits@10": 0.9})
+
+
+def test_table_means_over_seeds_and_deltas(tmp_path):
+    recs = [_rec(tmp_path, "umls", "none", 0, 0.20), _rec(tmp_path, "umls", "none", 1, 0.30),
+            _rec(tmp_path, "umls", "lcc", 0, 0.40), _rec(tmp_path, "umls", "lcc", 1, 0.50),
+            _rec(tmp_path, "umls", "lcc", 1, 0.10, mtime=-1.0),  # an older run of seed 1: ignored
+            _rec(tmp_path, "umls", "all", 0, 0.45), _rec(tmp_path, "umls", "random_walk", 0, 0.33),
+            _rec(tmp_path, "umls", "random_walk+lcc", 0, 0.35), _rec(tmp_path, "wn18rr", "lcc", 0, 0.05)]
+    (t,) = ablation_tables(recs)
+    assert t.rows == ["none", "random_walk", "lcc", "random_walk+lcc", "all"]
+    assert t.datasets == ["umls", "wn18rr"]
+    none, lcc = t.cells[("none", "umls")], t.cells[("lcc", "umls")]
+    assert none["n"] == 2 and none["mean"]["mrr"] == pytest.approx(0.25)
+    assert lcc["n"] == 2 and lcc["seeds"] == [0, 1] and lcc["mean"]["mrr"] == pytest.approx(0.45)
+    assert lcc["delta"]["mrr"] == pytest.approx(0.20) and lcc["delta"]["hits@1"] == pytest.approx(0.0)
+    assert t.cells[("lcc", "wn18rr")]["delta"] == {}  # no "no pretraining" cell on wn18rr
+    header, rows = ablation_header_rows(t)
+    assert header[:6] == ["signals", "umls MRR", "umls H@1", "umls H@3", "umls H@10", "umls n"]
+    assert rows[0][0] == "no pretraining" and rows[-1][0] == "all signals"
+    assert rows[2][1] == "0.4500 (+0.2000)" and rows[0][1] == "0.2500" and rows[2][5] == "2"
+    assert rows[0][6] == "-"  # no "none" run on wn18rr
+
+
+def test_one_table_per_model(tmp_path):
+    recs = [_rec(tmp_path, "umls", "none", 0, 0.2, model="hybrid"), _rec(tmp_path, "umls", "none", 0, 0.3)]
+    assert [t.model for t in ablation_tables(recs)] == ["hybrid", "transformer"]
+
+
+def test_signal_set_and_seed_parsing():
+    assert parse_signal_set("all") == ["random_walk", "shortest_path", "khop", "ig_path", "lcc"]
+    assert parse_signal_set("lcc, random_walk") == ["random_walk", "lcc"]
+    assert signals_label(["lcc", "random_walk"]) == "random_walk+lcc" and signals_label([]) == "none"
+    with pytest.raises(KGCError, match="unknown signal 'walks'"):
+        parse_signal_set("walks")
+    assert parse_seeds("0,1,1,2") == [0, 1, 2]
+    with pytest.raises(KGCError, match="--seeds"):
+        parse_seeds("a,b")
+
+
+def test_grid_runs_then_skips_finished_cells(grid, capsys):
+    runs, pt_cfg, ft_cfg, done = grid
+    assert done == {"ran": ["none/seed 0", "lcc/seed 0"], "skipped": []}
+    grid_dir = runs / "ablation-umls"
+    cells = {name: grid_dir / name / "metrics.json" for name in ("finetune-none-s0", "finetune-lcc-s0")}
+    stamps = {name: p.stat().st_mtime_ns for name, p in cells.items()}
+    m = json.loads(cells["finetune-lcc-s0"].read_text())
+    assert m["signals"] == ["lcc"] and m["pretrain_steps"] == 3 and m["finetune_steps"] == 6
+    assert m["init_checkpoint"] == str(grid_dir / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt")
+    assert json.loads(cells["finetune-none-s0"].read_text())["signals"] == []
+    pt_stamp = (grid_dir / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+
+    # rerun through the CLI: nothing is recomputed, the report is written
+    capsys.readouterr()
+    assert ablation_main(["--dataset", "umls", "--budget-pretrain-steps", "3", "--budget-finetune-steps", "6",
+                          "--signals-set", "lcc", "--seeds", "0", "--runs", str(runs),
+                          "--pretrain-config", str(pt_cfg), "--finetune-config", str(ft_cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "0 cell(s) run, 2 already finished" in out
+    assert {name: p.stat().st_mtime_ns for name, p in cells.items()} == stamps
+    assert (grid_dir / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == pt_stamp
+    md = (grid_dir / "report" / "leaderboard.md").read_text()
+    (ablation,) = [(h, rows) for h, rows in md_tables(md) if h[0] == "signals"]
+    header, rows = ablation
+    assert [r[0] for r in rows] == ["no pretraining", "lcc"]
+    base = json.loads(cells["finetune-none-s0"].read_text())["metrics"]["mrr"]
+    assert rows[0][header.index("umls MRR")] == f"{base:.4f}"
+    assert rows[1][header.index("umls MRR")] == f"{m['metrics']['mrr']:.4f} ({m['metrics']['mrr'] - base:+.4f})"
+
+
+def test_grid_rejects_bad_budget(tmp_path):
+    with pytest.raises(KGCError, match="must be >= 1"):
+        run_grid("umls", 0, 5, [["lcc"]], [0], tmp_path)
+
+
+def test_grid_resumes_an_interrupted_cell(grid, tmp_path):
+    import shutil
+
+    runs, pt_cfg, ft_cfg, _ = grid
+    copy = tmp_path / "runs"
+    shutil.copytree(runs / "ablation-umls", copy / "ablation-umls", ignore=shutil.ignore_patterns("report"))
+    cell = copy / "ablation-umls" / "finetune-lcc-s0"
+    (cell / "metrics.json").unlink()  # killed after its last checkpoint, before evaluation
+    pt_ckpt = copy / "ablation-umls" / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt"
+    pt_stamp = pt_ckpt.stat().st_mtime_ns
+    logs: list[str] = []
+    done = run_grid("umls", 3, 6, [["lcc"]], [0], copy, str(pt_cfg), str(ft_cfg), log=logs.append)
+    assert done == {"ran": ["lcc/seed 0"], "skipped": ["none/seed 0"]}
+    assert any("reusing pretraining run" in m for m in logs) and any("continuing fine-tuning run" in m for m in logs)
+    assert pt_ckpt.stat().st_mtime_ns == pt_stamp
+    m = json.loads((cell / "metrics.json").read_text())
+    assert m["finetune_steps"] == 6 and m["dataset"] == "umls"
