@@ -4,8 +4,9 @@ Folder layout: ``train.txt``, ``valid.txt``, ``test.txt`` (all three
 required, none may be empty).  Each non-blank line is either a triple
 ``head<TAB>relation<TAB>tail`` or a hyperedge ``relation<TAB>e1<TAB>e2[...]``.
 Pass ``format="triples"`` / ``"hyperedges"`` to declare it; otherwise it is
-detected by :func:`kgc.data.parse.detect_format` (any line with more than 3
-fields -> hyperedges, else triples).  CRLF line ends and a UTF-8 BOM are
+detected by :func:`kgc.data.parse.detect_format` (all lines of 3 fields ->
+triples; longer lines -> hyperedges only if column 0 has fewer distinct values
+than column 1, i.e. looks like the relation column).  CRLF line ends and a UTF-8 BOM are
 handled; empty fields and wrong field counts are errors naming ``path:LINE``
 unless ``on_bad_lines`` is ``"warn"``/``"skip"``.  The dataset name is the
 folder name; the parsed result is cached keyed by the files' sha256s.

@@ -33,7 +33,7 @@ from kgc import KGCError
 
 ON_BAD_LINES = ("error", "warn", "skip")
 #: Bumped when parsing semantics change; part of every dataset fingerprint (and so of the cache key).
-PARSE_VERSION = 1
+PARSE_VERSION = 2  # bumped when parsing or format detection changes
 
 
 def decode_text(data: bytes, source: str) -> str:
@@ -60,16 +60,22 @@ def split_fields(text: str, delimiter: str = "\t") -> list[tuple[int, list[str]]
 def detect_format(field_rows: list[list[tuple[int, list[str]]]]) -> str:
     """Format of a custom dataset when none is declared.
 
-    Rule: if any non-blank line of any split has more than 3 fields the data
-    are ``hyperedges`` (``relation<TAB>e1<TAB>e2...``); otherwise ``triples``
-    (``head<TAB>relation<TAB>tail``).  An n-ary dataset whose facts are all
-    binary is indistinguishable from triples: declare ``format="hyperedges"``.
+    Rule: if every non-blank line has exactly 3 fields the data are ``triples``
+    (``head<TAB>relation<TAB>tail``). If some lines have more, the data are
+    ``hyperedges`` (``relation<TAB>e1<TAB>e2...``) only when column 0 looks like
+    the relation column, i.e. has fewer distinct values than column 1 (relations
+    are few, entities many); otherwise they are triples whose long lines are
+    malformed (e.g. a tab inside a name) and are reported as such, never
+    silently re-read with the relation taken from another column. An n-ary
+    dataset whose facts are all binary is indistinguishable from triples:
+    declare ``format="hyperedges"``.
     """
-    for rows in field_rows:
-        for _, fields in rows:
-            if len(fields) > 3:
-                return "hyperedges"
-    return "triples"
+    long_lines = any(len(f) > 3 for rows in field_rows for _, f in rows)
+    if not long_lines:
+        return "triples"
+    col0 = {f[0] for rows in field_rows for _, f in rows if len(f) >= 2}
+    col1 = {f[1] for rows in field_rows for _, f in rows if len(f) >= 2}
+    return "hyperedges" if len(col0) < len(col1) else "triples"
 
 
 def rows_from_fields(

@@ -73,8 +73,6 @@ def test_space_inside_a_name_is_part_of_the_name(tmp_path):
     assert ds.entity_names == ["a", "b", "b c"] and ds.max_arity == 2
 
 
-@pytest.mark.xfail(strict=True, reason="kgc/data/custom.py: one 4-field line silently turns a triple folder "
-                   "into hyperedges (relation read from column 1); reported to the data owner")
 def test_tab_inside_a_name_in_a_triple_file_is_an_error(tmp_path):
     with pytest.raises(KGCError, match=r"train\.txt:2"):
         load_dataset(str(folder(tmp_path, "a\tr\tb\nb\tc\tr\ta\n")))
