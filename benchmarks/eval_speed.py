@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.no_pykeen:
         print("[bench] PyKEEN is not installed; its row is skipped", flush=True)
 
-    print(f"\nfiltered evaluation of {ds.name} test, both directions, {args.threads} threads, best of {repeats}; "
+    print(f"\nfiltered evaluation of {ds.name} test, both directions, {args.threads} threads, best of {repeats} (PyKEEN {args.pykeen_repeats}); "
           f"ratios: time / floor, PyKEEN time / time:")
     table = [[name, f"{t:.2f}", f"{n_q / t:,.0f}", "-" if m is None else f"{m:.6f}", C.ratio(t, t_floor),
               C.ratio(t_pk, t)] for name, t, m in rows]

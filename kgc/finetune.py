@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kgc import KGCError
 from kgc.cli import add_training_flags, flag_overrides, run_cli
@@ -60,7 +60,9 @@ class EvalConfig:
 class FinetuneConfig:
     """A fine-tuning run (``configs/finetune/default.yaml`` documents the defaults).
 
-    label_smoothing: of the 1-N cross-entropy. patience: stop after this many validations
+    label_smoothing: of the 1-N cross-entropy. targets: ``single`` (1vsAll: every train query is
+    one example with its own answer, as CoKE/HittER) or ``all`` (KvsAll: one example per distinct query,
+    the target distribution uniform over all its train answers, as ConvE/TuckER/PyKEEN's LCWA). patience: stop after this many validations
     without a better validation MRR (0 = never stop early).
     published: reference numbers the config aims at (free-form, for reports).
     """
@@ -69,6 +71,7 @@ class FinetuneConfig:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     label_smoothing: float = 0.1
+    targets: Literal["single", "all"] = "single"
     patience: int = 5
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -239,7 +242,8 @@ def run_finetuning(args: argparse.Namespace) -> int:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     dm = LinkPredictionDataModule(ds, vocab, cfg.trainer.batch_size, cfg.eval.batch_size,
-                                  cfg.eval.val_max_queries, seed=cfg.seed, num_workers=cfg.trainer.num_workers)
+                                  cfg.eval.val_max_queries, seed=cfg.seed, num_workers=cfg.trainer.num_workers,
+                                  targets=cfg.targets)
     dm.setup("fit")
     model = build_model(cfg.model, len(vocab), vocab.num_entities, vocab.entity_offset)
     if init_state is not None:

@@ -21,10 +21,16 @@ from kgc.vocab import Vocabulary
 
 
 class QueryTensorDataset(Dataset):
-    """Rows of pre-tokenised queries: tokens (Q, L), roles (Q, L), target (Q,), query_index (Q,)."""
+    """Rows of pre-tokenised queries: tokens (Q, L), roles (Q, L), target (Q,), query_index (Q,).
 
-    def __init__(self, tokens: torch.Tensor, roles: torch.Tensor, target: torch.Tensor, query_index: torch.Tensor):
+    With ``answers`` = CSR ``(indptr (Q + 1,), indices (nnz,))`` every row is a KvsAll example whose
+    targets are all its known train answers; batches then carry ``target_indptr``/``target_indices``.
+    """
+
+    def __init__(self, tokens: torch.Tensor, roles: torch.Tensor, target: torch.Tensor, query_index: torch.Tensor,
+                 answers: tuple[torch.Tensor, torch.Tensor] | None = None):
         self.tokens, self.roles, self.target, self.query_index = tokens, roles, target, query_index
+        self.answers = answers
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -36,8 +42,17 @@ class QueryTensorDataset(Dataset):
         ix = torch.as_tensor(idx, dtype=torch.long)
         toks = self.tokens[ix]
         width = int((toks != 0).sum(1).max()) if len(ix) else toks.shape[1]
-        return {"tokens": toks[:, :width], "roles": self.roles[ix, :width], "target": self.target[ix],
-                "query_index": self.query_index[ix]}
+        out = {"tokens": toks[:, :width], "roles": self.roles[ix, :width], "target": self.target[ix],
+               "query_index": self.query_index[ix]}
+        if self.answers is not None:
+            indptr, indices = self.answers
+            start, stop = indptr[ix], indptr[ix + 1]
+            counts = stop - start
+            out["target_indptr"] = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            offsets = torch.repeat_interleave(start - out["target_indptr"][:-1], counts)
+            out["target_indices"] = indices[offsets + torch.arange(int(counts.sum()))]
+        return out
+
 
 
 class ResumableShuffleSampler(Sampler[int]):
@@ -75,9 +90,24 @@ class ResumableShuffleSampler(Sampler[int]):
         yield from self.order(epoch)[skip * self.batch_size:].tolist()
 
 
-def _tokenise(queries, vocab: Vocabulary) -> QueryTensorDataset:
+def _tokenise(queries, vocab: Vocabulary, answers=None) -> QueryTensorDataset:
     tokens, roles = queries.to_tokens(vocab)
-    return QueryTensorDataset(tokens, roles, queries.target.clone(), torch.arange(len(queries)))
+    return QueryTensorDataset(tokens, roles, queries.target.clone(), torch.arange(len(queries)), answers)
+
+
+def kvsall_queries(train_queries, num_entities: int):
+    """Unique train queries (one per (label, roles, context) key) and the CSR of all their train answers.
+
+    This is 1-N "KvsAll" training (ConvE/TuckER, PyKEEN's LCWA): each distinct query is one example whose
+    target distribution is uniform over its known train answers. Returns ``(queries, (indptr, indices))``.
+    """
+    from kgc.evaluation.filter import FilterIndex
+
+    index = FilterIndex(train_queries, num_entities)
+    key = index.key_ids(train_queries)
+    _, first = np.unique(key, return_index=True)
+    uniq = train_queries[torch.from_numpy(np.sort(first))]
+    return uniq, index.lookup(uniq)
 
 
 class LinkPredictionDataModule(pl.LightningDataModule):
@@ -85,13 +115,19 @@ class LinkPredictionDataModule(pl.LightningDataModule):
 
     Args:
         dataset: registered name, folder path, or an already loaded ``KGDataset``.
+        targets: ``single`` (1vsAll: one example per train query with its own target) or ``all``
+            (KvsAll: one example per distinct query, targets = all its train answers).
         vocab: the vocabulary (from the pretraining run, or built for this dataset).
         val_max_queries: validate on a fixed seeded subsample of this many valid queries (None = all).
     """
 
     def __init__(self, dataset, vocab: Vocabulary, batch_size: int, eval_batch_size: int = 512,
-                 val_max_queries: int | None = None, seed: int = 0, num_workers: int = 0):
+                 val_max_queries: int | None = None, seed: int = 0, num_workers: int = 0,
+                 targets: str = "single"):
         super().__init__()
+        if targets not in ("single", "all"):
+            raise ValueError(f"targets must be 'single' or 'all', got {targets!r}")
+        self.targets = targets
         self.dataset = dataset
         self.vocab = vocab
         self.batch_size = batch_size
@@ -118,7 +154,11 @@ class LinkPredictionDataModule(pl.LightningDataModule):
 
         self.ds = ds = load_dataset(self.dataset) if isinstance(self.dataset, str) else self.dataset
         self.train_queries = LinkPredictionQueries.from_dataset(ds, "train")
-        self.train_set = _tokenise(self.train_queries, self.vocab)
+        if self.targets == "all":
+            uniq, answers = kvsall_queries(self.train_queries, ds.num_entities)
+            self.train_set = _tokenise(uniq, self.vocab, answers)
+        else:
+            self.train_set = _tokenise(self.train_queries, self.vocab)
         self.filter = FilterIndex.for_dataset(ds)
         self.eval_queries = {}
         self.eval_sets = {}
