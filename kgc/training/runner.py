@@ -64,6 +64,17 @@ class _AppendingWriter(ExperimentWriter):
                 self.metrics_keys = sorted(next(csv.reader(fh), []))
 
 
+class FinalCheckpoint(pl.Callback):
+    """Write ``last.ckpt`` when training ends (max_steps, max_time or early stopping), so a finished run's
+    last checkpoint is its final state, not the last periodic one."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
 def build_trainer(
     run: RunDir,
     cfg: TrainerConfig,
@@ -85,6 +96,7 @@ def build_trainer(
         cbs.append(ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=monitor, mode=mode,
                                    save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False))
     cbs.extend(callbacks or [])
+    cbs.append(FinalCheckpoint(run.checkpoints / "last.ckpt"))
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
