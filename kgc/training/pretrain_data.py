@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
+import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from kgc import KGCError
 from kgc.vocab import SIGNALS
@@ -53,6 +54,41 @@ class SignalsConfig:
             raise ValueError(f"heldout_fraction must be in [0, 0.5), got {self.heldout_fraction}")
         if not isinstance(self.weights, (str, dict)):
             raise ValueError(f"weights must be 'uniform', 'size' or a mapping, got {self.weights!r}")
+
+
+class TaskBucketBatchSampler(Sampler[list[int]]):
+    """Group a task sampler's index stream into single-task batches.
+
+    The underlying sampler (fixed weights or uncertainty-driven) decides how often each task is
+    drawn; this only buffers its indices per task and emits a batch when a task's buffer holds
+    ``batch_size`` indices. Sequences of one signal have similar lengths (``lcc`` 5 tokens, ``khop``
+    up to 52), so batches carry little padding, while the task mixture over steps stays the
+    sampler's. Leftover partial buffers are emitted at the end of the epoch.
+    """
+
+    def __init__(self, sampler, task_of: np.ndarray, batch_size: int):
+        self.sampler = sampler
+        self.task_of = task_of
+        self.batch_size = batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        buffers: dict[int, list[int]] = {}
+        for i in self.sampler:
+            buf = buffers.setdefault(int(self.task_of[i]), [])
+            buf.append(i)
+            if len(buf) == self.batch_size:
+                yield buf
+                buffers[int(self.task_of[i])] = []
+        for buf in buffers.values():
+            if buf:
+                yield buf
 
 
 class PretrainDataModule(pl.LightningDataModule):
@@ -120,6 +156,10 @@ class PretrainDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         from pretrain_tasks import collate
 
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world == 1:  # single-task batches: little padding (DDP keeps Lightning's distributed sampler)
+            batches = TaskBucketBatchSampler(self.sampler, self.train_set.task, self.batch_size)
+            return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate,
                           num_workers=self.num_workers, drop_last=False)
 

@@ -72,7 +72,7 @@ class FinalCheckpoint(pl.Callback):
         self.path = path
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def build_trainer(

@@ -137,3 +137,16 @@ def test_ddp_two_cpu_processes(tmp_path, tiny_pretrain_cfg):
     # the worker process used rank 0's folder: exactly one run folder exists
     assert [p.name for p in tmp_path.iterdir()] == ["run"] or sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["run", "tiny_pretrain.yaml"])
+
+
+def test_task_bucket_batches_are_single_task_and_keep_every_index():
+    import numpy as np
+
+    from kgc.training.pretrain_data import TaskBucketBatchSampler
+
+    task_of = np.array([0, 1, 2, 0, 1, 2, 0, 0, 1, 2, 2, 2])
+    stream = list(range(12)) * 3
+    batches = list(TaskBucketBatchSampler(stream, task_of, batch_size=4))
+    assert all(len({int(task_of[i]) for i in b}) == 1 for b in batches)
+    assert sorted(i for b in batches for i in b) == sorted(stream)
+    assert all(len(b) == 4 for b in batches[:-3])
