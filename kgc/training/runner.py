@@ -37,6 +37,8 @@ def quiet_lightning() -> None:
     import logging
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    # its INFO line "`weights_only` was not set" is about what a *save* keeps (we keep everything)
+    logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
@@ -72,7 +74,7 @@ class FinalCheckpoint(pl.Callback):
         self.path = path
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)
+        trainer.save_checkpoint(self.path)  # full state (optimiser, loops) for --resume
 
 
 def build_trainer(
