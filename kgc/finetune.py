@@ -100,6 +100,22 @@ def size_defaults(ds) -> dict[str, Any]:
             "optim": {"warmup_steps": min(500, max_steps // 20)}}
 
 
+#: model fields a fine-tuning config may change on a pretrained checkpoint (regularisation only)
+FINETUNE_TUNABLE_MODEL_KEYS = ("dropout", "attn_dropout")
+
+
+def pretrained_architecture(requested: ModelConfig, pretrained: dict[str, Any]) -> ModelConfig:
+    """The checkpoint's architecture wins over any model section or override; only
+    :data:`FINETUNE_TUNABLE_MODEL_KEYS` are taken from ``requested``. Prints what was overridden."""
+    merged = dataclasses.asdict(requested)
+    ignored = [k for k, v in pretrained.items() if k not in FINETUNE_TUNABLE_MODEL_KEYS and merged.get(k) != v]
+    merged.update({k: v for k, v in pretrained.items() if k not in FINETUNE_TUNABLE_MODEL_KEYS})
+    if ignored:
+        print(f"[kgc] keeping the pretrained architecture: ignored model.{', model.'.join(ignored)} "
+              f"(only {', '.join(FINETUNE_TUNABLE_MODEL_KEYS)} can change when fine-tuning a checkpoint)", flush=True)
+    return from_dict(ModelConfig, merged, where="pretrained model config")
+
+
 def find_init(args, ds, runs_root: str) -> Path | None:
     """The checkpoint to start from: --init, else the newest pretraining run of this dataset, else None."""
     from kgc.training.runs import find_latest_run
@@ -222,6 +238,8 @@ def run_finetuning(args: argparse.Namespace) -> int:
             base = _merge(base, user)
         cfg = from_dict(FinetuneConfig, apply_overrides(base, list(args.overrides) + flag_overrides(args)),
                         where=args.config or "finetune config")
+        if init_state is not None:
+            cfg.model = pretrained_architecture(cfg.model, kmeta["model"])
         if cfg.model.num_roles < ds.max_arity:  # role ids run to max_arity - 1: an IndexError mid-training otherwise
             raise KGCError(f"model.num_roles={cfg.model.num_roles} is below the maximum arity {ds.max_arity} of "
                            f"{ds.name}; set model.num_roles >= {ds.max_arity}")

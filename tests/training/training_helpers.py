@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-TINY_PRETRAIN = """
+TINY_MODEL = """
 model:
   name: transformer
   dim: 32
@@ -17,7 +17,9 @@ model:
   dropout: 0.0
   attn_dropout: 0.0
   max_len: 96
-signals:
+"""
+
+TINY_PRETRAIN = TINY_MODEL + """signals:
   num_examples: 300
 optim:
   lr: 3.0e-3
@@ -31,17 +33,7 @@ trainer:
   progress_bar: false
 """
 
-TINY_FINETUNE = """
-model:
-  name: transformer
-  dim: 32
-  layers: 2
-  heads: 2
-  mlp_ratio: 2.0
-  dropout: 0.0
-  attn_dropout: 0.0
-  max_len: 96
-optim:
+TINY_FINETUNE = TINY_MODEL + """optim:
   lr: 3.0e-3
   warmup_steps: 5
 trainer:
