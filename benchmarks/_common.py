@@ -58,7 +58,7 @@ def set_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(n)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "KGC_BENCH_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "KGC_BENCH_THREADS"):
         os.environ[var] = str(n)
 
 
@@ -179,6 +179,12 @@ def kgc_pretrain(dataset: str, out: Path, budget_s: float, signals: str, seed: i
     if not ckpt.is_file():
         raise RuntimeError(f"{out}: pretraining wrote no last.ckpt")
     return {"run": str(out), "wall_s": wall, "steps": int(meta.get("steps", 0)), "checkpoint": str(ckpt)}
+
+
+def cpu_budget_config(kind: str, dataset: str) -> str | None:
+    """``configs/<kind>/cpu-budget/<dataset>.yaml`` (CPU-sized, cosine decay ending at the budget) if it exists."""
+    p = REPO / "configs" / kind / "cpu-budget" / f"{Path(str(dataset)).name.lower()}.yaml"
+    return str(p) if p.is_file() else None
 
 
 def kgc_finetune(dataset: str, out: Path, budget_s: float, seed: int, *, init: str | None = None,

@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pretrain-steps", type=int, default=10**6)
     p.add_argument("--finetune-steps", type=int, default=10**6)
-    p.add_argument("--pretrain-config")
-    p.add_argument("--finetune-config")
+    p.add_argument("--pretrain-config", help="default configs/pretrain/cpu-budget/<dataset>.yaml when it exists")
+    p.add_argument("--finetune-config", help="default configs/finetune/cpu-budget/<dataset>.yaml when it exists")
     p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--runs-root", default="runs/bench")
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     C.set_threads(args.threads)
+    args.pretrain_config = args.pretrain_config or C.cpu_budget_config("pretrain", args.dataset)
+    args.finetune_config = args.finetune_config or C.cpu_budget_config("finetune", args.dataset)
     from kgc.ablation import parse_seeds, parse_signal_set, run_grid
     from kgc.reports.collect import signals_label
 

@@ -4,6 +4,7 @@
     python benchmarks/quality_budget.py --dataset fb15k237 --budget 15m --pretrain-fraction 0.3 --signals all
     python benchmarks/quality_budget.py --dataset umls --smoke            # CI: seconds, kgc + PyKEEN if installed
     python benchmarks/quality_budget.py --dataset umls --smoke --systems kgc
+    python benchmarks/quality_budget.py --dataset wn18rr --pykeen-results runs/bench/quality-pykeen-wn18rr.json
 
 kgc: ``python -m kgc.finetune --max-time BUDGET`` in a subprocess (or, with ``--pretrain-fraction F``,
 ``python -m kgc.pretrain --max-time F*BUDGET`` then fine-tuning from its checkpoint for the rest).
@@ -60,6 +61,9 @@ def _kgc_eval_on(run_dir: Path, ckpt: str, ds, triples, batch_size: int) -> dict
 
 def run_kgc(args, ds, budget_s: float, test) -> dict:
     root = Path(args.runs_root) / f"quality-{ds.name}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"[bench] kgc fine-tuning config: {args.kgc_config or 'configs/finetune/<dataset>.yaml'}"
+          + (f"; pretraining config: {args.kgc_pretrain_config or 'configs/pretrain/<dataset>.yaml'}"
+             if args.pretrain_fraction > 0 else ""), flush=True)
     sets = list(args.kgc_set)
     max_steps = 3 if args.smoke else None
     if args.smoke:
@@ -127,6 +131,28 @@ def run_pykeen(args, ds, budget_s: float, test) -> tuple[list[dict], list[list]]
     return rows, checks
 
 
+def _reuse_pykeen(path: str, dataset: str, budget_s: float, threads: int, test_set: str) -> tuple[list, list]:
+    """PyKEEN rows from an earlier run's JSON, refused unless it measured the same thing."""
+    import json
+
+    try:
+        old = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--pykeen-results {path}: cannot read ({e})") from None
+    want = {"dataset": dataset, "budget_s": budget_s, "test_set": test_set}
+    got = {k: old.get(k) for k in want}
+    if got != want or old.get("machine", {}).get("threads") != threads:
+        raise SystemExit(f"--pykeen-results {path}: measured {got} with {old.get('machine', {}).get('threads')} "
+                         f"threads, this run is {want} with {threads}")
+    rows = [r for r in old.get("rows", []) if str(r.get("system", "")).startswith("PyKEEN")]
+    if not rows:
+        raise SystemExit(f"--pykeen-results {path}: no PyKEEN rows")
+    when = old.get("machine", {}).get("date", "?")
+    print(f"[bench] PyKEEN rows reused from {path} (measured {when}, commit {old['machine'].get('commit')})",
+          flush=True)
+    return rows, old.get("crosscheck", [])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, help="umls | fb15k237 | wn18rr | nations | ... | a folder")
@@ -134,12 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--systems", default="kgc,pykeen", help="comma list of kgc, pykeen")
-    p.add_argument("--kgc-config", help="fine-tuning YAML for kgc (kgc.finetune --config)")
+    p.add_argument("--kgc-config", help="fine-tuning YAML for kgc (kgc.finetune --config; default "
+                   "configs/finetune/cpu-budget/<dataset>.yaml when it exists)")
     p.add_argument("--kgc-set", action="append", default=[], metavar="KEY=VALUE", help="kgc.finetune --set")
     p.add_argument("--pretrain-fraction", type=float, default=0.0,
                    help="share of the budget spent pretraining kgc before fine-tuning (0 = none)")
     p.add_argument("--signals", default="all", help="pretraining signals when --pretrain-fraction > 0")
-    p.add_argument("--kgc-pretrain-config", help="pretraining YAML (kgc.pretrain --config)")
+    p.add_argument("--kgc-pretrain-config", help="pretraining YAML (kgc.pretrain --config; default "
+                   "configs/pretrain/cpu-budget/<dataset>.yaml when it exists)")
     p.add_argument("--kgc-pretrain-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--pykeen-models", default="complex,rotate", help="comma list of complex, rotate, distmult")
     p.add_argument("--pykeen-batch-size", type=int, help="override the recipes' training batch size")
@@ -147,12 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-set", choices=("full", "seen"), default="full")
     p.add_argument("--eval-batch-size", type=int, default=256)
     p.add_argument("--runs-root", default="runs/bench", help="where kgc's run folders go")
+    p.add_argument("--pykeen-results", metavar="JSON",
+                   help="reuse the PyKEEN rows and cross-check of an earlier '--systems pykeen --json' run on this "
+                        "machine (same dataset, budget, threads and test set: checked) instead of training PyKEEN")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--smoke", action="store_true", help="seconds-long CI run (budget 4s, kgc 3 steps)")
     args = p.parse_args(argv)
 
     C.set_threads(args.threads)
     from kgc.data import load_dataset
+
+    args.kgc_config = args.kgc_config or C.cpu_budget_config("finetune", args.dataset)
+    args.kgc_pretrain_config = args.kgc_pretrain_config or C.cpu_budget_config("pretrain", args.dataset)
 
     key = Path(args.dataset).name.lower()
     budget_s = C.parse_duration(args.budget or ("4s" if args.smoke else DEFAULT_BUDGETS.get(key, "5m")))
@@ -167,9 +201,15 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict] = []
     checks: list[list] = []
+    reused = None
+    if "pykeen" in systems and args.pykeen_results:  # checked before kgc trains: fail fast
+        reused = _reuse_pykeen(args.pykeen_results, ds.name, budget_s, args.threads, args.test_set)
     if "kgc" in systems:
         rows.append(run_kgc(args, ds, budget_s, test))
-    if "pykeen" in systems:
+    if reused is not None:
+        rows += reused[0]
+        checks = reused[1]
+    elif "pykeen" in systems:
         if not C.pykeen_available():
             print("[bench] PyKEEN is not installed (pip install -e .[bench]); skipping its rows", flush=True)
         else:

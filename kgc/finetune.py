@@ -27,7 +27,7 @@ from kgc import KGCError
 from kgc.cli import add_training_flags, flag_overrides, run_cli
 from kgc.config import ConfigError, _merge, apply_overrides, from_dict, to_dict
 from kgc.models.config import ModelConfig, load_model_config
-from kgc.training.config import OptimConfig, TrainerConfig
+from kgc.training.config import OptimConfig, TrainerConfig, parse_duration
 from kgc.utils.io import read_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "finetune"
@@ -274,6 +274,7 @@ def run_finetuning(args: argparse.Namespace) -> int:
           f"model {cfg.model.name} {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
     meta = {"kind": "finetune", "dataset": ds.name, "model": to_dict(cfg.model)}
     module = KGCLitModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
+                          max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
                           label_smoothing=cfg.label_smoothing, filter_lookups=dm.lookups, meta=meta)
     callbacks = []
     monitor = "val/mrr" if dm.has_validation else None

@@ -23,7 +23,7 @@ from kgc import KGCError
 from kgc.cli import add_training_flags, flag_overrides, run_cli
 from kgc.config import ConfigError, apply_overrides, from_dict, to_dict
 from kgc.models.config import ModelConfig, load_model_config
-from kgc.training.config import OptimConfig, TrainerConfig
+from kgc.training.config import OptimConfig, TrainerConfig, parse_duration
 from kgc.training.pretrain_data import SignalsConfig
 from kgc.utils.io import read_yaml
 
@@ -140,6 +140,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
     print(f"[kgc] model {cfg.model.name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
     module = KGCLitModule(
         model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
+        max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
         meta={"kind": "pretrain", "dataset": dm.ds.name, "model": to_dict(cfg.model), "signals": cfg.signals.names},
         task_sampler=dm.sampler if cfg.signals.sampler == "uncertainty" else None,
     )

@@ -24,7 +24,7 @@ Policies (also in the module docstrings):
 - **JF17K test files**: the leading instance-id column is dropped.
 """
 
-from kgc.data.dataset import FilterIndex, KGDataset, load_dataset
+from kgc.data.dataset import KGDataset, load_dataset
 from kgc.data.registry import known_datasets
 
-__all__ = ["FilterIndex", "KGDataset", "load_dataset", "known_datasets"]
+__all__ = ["KGDataset", "load_dataset", "known_datasets"]

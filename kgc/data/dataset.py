@@ -43,35 +43,6 @@ def fingerprint_of(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class FilterIndex:
-    """All true answers of a query over train+valid+test.
-
-    A query is a fact with one entity position masked: ``(relation, position,
-    other entities)``.  For binary data, ``answers(r, 1, [t])`` are the true
-    heads of ``(?, r, t)`` and ``answers(r, 2, [h])`` the true tails of ``(h, r, ?)``.
-    Built once (a dict keyed by the masked row); lookups return sorted
-    int64 tensors ``(n,)``.
-    """
-
-    def __init__(self, facts: np.ndarray):
-        index: dict[tuple, set[int]] = {}
-        arity = (facts[:, 1:] >= 0).sum(1)
-        for row, k in zip(facts.tolist(), arity.tolist()):
-            ents = row[1 : 1 + k]
-            for pos in range(k):
-                key = (row[0], pos + 1, *ents[:pos], *ents[pos + 1 :])
-                index.setdefault(key, set()).add(ents[pos])
-        self._index = {k: np.array(sorted(v), dtype=np.int64) for k, v in index.items()}
-
-    def answers(self, relation: int, position: int, others: list[int] | tuple[int, ...]) -> torch.Tensor:
-        """True entities for entity ``position`` (1-based) of ``relation`` given the other entities in order."""
-        key = (int(relation), int(position), *(int(e) for e in others))
-        return torch.from_numpy(self._index.get(key, np.zeros(0, dtype=np.int64)))
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-
 class KGDataset:
     """A knowledge graph (or hypergraph) with train/valid/test splits.
 
@@ -115,7 +86,6 @@ class KGDataset:
         self.max_arity = max(2, width - 1)
         self.fingerprint = fingerprint
         self.metadata = dict(metadata or {})
-        self._filter: FilterIndex | None = None
 
     @property
     def num_entities(self) -> int:
@@ -144,11 +114,12 @@ class KGDataset:
         """train + valid + test concatenated: ``(N_all, 1 + max_arity)``."""
         return torch.cat([self.splits[s] for s in SPLITS], dim=0)
 
-    def filter_index(self) -> FilterIndex:
-        """The (lazily built, then kept) :class:`FilterIndex` over train+valid+test."""
-        if self._filter is None:
-            self._filter = FilterIndex(self.all_facts().numpy())
-        return self._filter
+    def filter_index(self):
+        """The :class:`kgc.evaluation.FilterIndex` over train+valid+test (memoised per dataset):
+        ``ds.filter_index().answers_for(r, 2, [h])`` are the known tails of ``(h, r, ?)``."""
+        from kgc.evaluation.filter import FilterIndex  # lazy: kgc.evaluation imports kgc.data
+
+        return FilterIndex.for_dataset(self)
 
     def with_valid_from_train(self, fraction: float = 0.05, seed: int = 0) -> "KGDataset":
         """A copy whose valid split is a seeded random ``fraction`` of train (removed from train).

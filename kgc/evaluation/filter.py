@@ -160,6 +160,24 @@ class FilterIndex:
         ip, ix = indptr.numpy(), indices.numpy()
         return [ix[ip[i] : ip[i + 1]] for i in range(len(queries))]
 
+    def answers_for(self, relation: int, position: int, others) -> torch.Tensor:
+        """True entities at 1-based ``position`` of ``relation`` given the other entities in order
+        (sorted int64 ``(n,)``): ``answers_for(r, 2, [h])`` are the tails of ``(h, r, ?)``,
+        ``answers_for(r, 1, [t])`` the heads of ``(?, r, t)``; n-ary facts alike."""
+        others = [int(e) for e in others]
+        k = len(others) + 1
+        if not 1 <= int(position) <= k or k > self.max_arity:
+            raise KGCError(f"position {position} with {len(others)} other entities: need 1 <= position <= "
+                           f"{len(others) + 1} <= max_arity {self.max_arity}")
+        ents = others[: position - 1] + [0] + others[position - 1 :]  # placeholder at the queried position
+        fact = torch.tensor([[int(relation), *ents] + [-1] * (self.max_arity - k)], dtype=torch.int64)
+        q = LinkPredictionQueries.from_facts(fact, self.num_relations, is_binary=self.is_binary,
+                                             num_entities=self.num_entities)
+        qpos = (1 - q.direction) if self.is_binary else q.direction  # 0-based queried position
+        i = int((qpos == int(position) - 1).nonzero()[0, 0])
+        _, indices = self.lookup(q[i : i + 1])
+        return indices
+
     # ---- sizes -------------------------------------------------------------------------
     @property
     def num_keys(self) -> int:

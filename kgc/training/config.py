@@ -19,6 +19,10 @@ class OptimConfig:
     norms, biases and embeddings of special tokens). betas: AdamW betas.
     warmup_steps: linear warm-up from 0. schedule: after warm-up, ``constant``,
     ``cosine`` (to ``min_lr_ratio * lr`` at ``max_steps``) or ``linear``.
+    horizon: where the decay ends. ``steps`` = at ``trainer.max_steps``; ``time`` = at
+    ``trainer.max_time`` of training wall time or at ``max_steps``, whichever comes first (for
+    budgeted runs, where the step cap is never reached; the elapsed time survives ``--resume``
+    through Lightning's Timer state). ``time`` makes the schedule depend on the machine's speed.
     grad_clip: gradient-norm clipping (0 = off).
     """
 
@@ -28,6 +32,7 @@ class OptimConfig:
     warmup_steps: int = 100
     schedule: Literal["constant", "cosine", "linear"] = "cosine"
     min_lr_ratio: float = 0.05
+    horizon: Literal["steps", "time"] = "steps"
     grad_clip: float = 1.0
 
     def validate(self) -> None:
@@ -43,6 +48,8 @@ class OptimConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
+        if self.horizon not in ("steps", "time"):
+            raise ValueError(f"horizon must be 'steps' or 'time', got {self.horizon!r}")
 
 
 @dataclass

@@ -22,6 +22,7 @@ import math
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
 import torch
 
 from kgc.training.checkpoint import CHECKPOINT_FORMAT
@@ -43,7 +44,9 @@ class KGCLitModule(pl.LightningModule):
     Args:
         model: the injected encoder+heads module.
         vocab: the dataset's vocabulary (saved in each checkpoint's ``kgc`` metadata).
-        optim: optimiser/schedule settings. max_steps: schedule horizon.
+        optim: optimiser/schedule settings. max_steps: schedule horizon in steps.
+        max_time_s: the run's wall-clock cap; with ``optim.horizon == "time"`` the decay also ends there
+            (elapsed training time from Lightning's ``Timer``, which ``max_time`` installs).
         label_smoothing: for the link-prediction loss.
         filter_lookups: ``{"val": fn, "test": fn}`` with fn(query_index (B,) int64) -> (indptr (B+1,),
             indices (nnz,)) of the known true answers (train+valid+test) of those queries; a missing
@@ -59,6 +62,7 @@ class KGCLitModule(pl.LightningModule):
         optim: OptimConfig,
         max_steps: int,
         label_smoothing: float = 0.1,
+        max_time_s: float | None = None,
         filter_lookups=None,
         meta: dict[str, Any] | None = None,
         task_sampler=None,
@@ -68,6 +72,8 @@ class KGCLitModule(pl.LightningModule):
         self.vocab = vocab
         self.optim_cfg = optim
         self.max_steps = max_steps
+        self.max_time_s = max_time_s
+        self._schedule: _Schedule | None = None
         self.label_smoothing = label_smoothing
         self.filter_lookups = dict(filter_lookups or {})
         self.meta = dict(meta or {})
@@ -249,8 +255,18 @@ class KGCLitModule(pl.LightningModule):
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr, betas=tuple(cfg.betas),
         )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=_Schedule(cfg, self.max_steps))
+        horizon_s = self.max_time_s if cfg.horizon == "time" else None
+        self._schedule = _Schedule(cfg, self.max_steps, horizon_s)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=self._schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self._schedule is not None and self._schedule.horizon_s:
+            timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+            if timer is not None:
+                self._schedule.elapsed_s = float(timer.time_elapsed("train"))
+        if self.trainer.optimizers:
+            self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), batch_size=1)
 
     # ---- checkpoint metadata -------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -265,13 +281,20 @@ class KGCLitModule(pl.LightningModule):
 
 
 class _Schedule:
-    """Linear warm-up then constant/cosine/linear decay (a picklable lr_lambda)."""
+    """Linear warm-up then constant/cosine/linear decay (a picklable lr_lambda).
 
-    def __init__(self, cfg: OptimConfig, max_steps: int):
+    The decay's progress is the step fraction or, with ``horizon_s``, the larger of it and the fraction
+    of ``horizon_s`` seconds of training time spent (``elapsed_s``, updated by the module before each
+    batch). Warm-up is always counted in steps.
+    """
+
+    def __init__(self, cfg: OptimConfig, max_steps: int, horizon_s: float | None = None):
         self.warmup = cfg.warmup_steps
         self.kind = cfg.schedule
         self.floor = cfg.min_lr_ratio
         self.max_steps = max(1, max_steps)
+        self.horizon_s = float(horizon_s) if horizon_s else None
+        self.elapsed_s = 0.0
 
     def __call__(self, step: int) -> float:
         if self.warmup and step < self.warmup:
@@ -280,6 +303,8 @@ class _Schedule:
             return 1.0
         span = max(1, self.max_steps - self.warmup)
         frac = min(1.0, (step - self.warmup) / span)
+        if self.horizon_s:
+            frac = max(frac, min(1.0, self.elapsed_s / self.horizon_s))
         if self.kind == "cosine":
             return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * frac))
         return self.floor + (1 - self.floor) * (1 - frac)

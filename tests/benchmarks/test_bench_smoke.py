@@ -42,19 +42,32 @@ def test_quality_budget_kgc_smoke_on_umls(tmp_path):
         load_dataset("umls")
     except Exception as exc:  # noqa: BLE001 - no network and no mirror
         pytest.skip(f"umls not available: {exc}")
+    import json
+
     out = tmp_path / "res.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "quality_budget.py"), "--dataset", "umls", "--smoke", "--systems", "kgc",
-         "--runs-root", str(tmp_path / "runs"), "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ),
-    )
+    # PyKEEN rows of an earlier '--systems pykeen --json' run are reused (a stand-in result file here)
+    pk_row = {"system": "PyKEEN 1.11.1", "model": "ComplEx d=200", "budget_s": 4.0, "train_s": 4.0, "epochs": 1.0,
+              "metrics": {"mrr": 0.5, "hits@1": 0.4, "hits@3": 0.5, "hits@10": 0.6}}
+    earlier = tmp_path / "pykeen.json"
+    earlier.write_text(json.dumps({"machine": {"threads": 2, "date": "then", "commit": "abc"}, "dataset": "umls",
+                                   "budget_s": 4.0, "test_set": "full", "rows": [pk_row], "crosscheck": []}))
+    cmd = [sys.executable, str(BENCH / "quality_budget.py"), "--dataset", "umls", "--smoke",
+           "--runs-root", str(tmp_path / "runs"), "--json", str(out), "--pykeen-results", str(earlier)]
+    # a result file that measured something else is refused before anything trains
+    bad = subprocess.run(cmd + ["--threads", "1"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ))
+    assert bad.returncode != 0 and "--pykeen-results" in bad.stderr and "threads" in bad.stderr
+    assert not (tmp_path / "runs").exists()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    assert lines[-1].startswith("| kgc | transformer (scratch) |")
-    assert lines[-3].startswith("| system | model | budget |")
-    import json
+    assert lines[-2].startswith("| kgc | transformer (scratch) |")
+    assert lines[-1].startswith("| PyKEEN 1.11.1 | ComplEx d=200 |") and lines[-1].endswith("| 1.000x |")
+    assert lines[-4].startswith("| system | model | budget |")
+    assert "cpu-budget/umls.yaml" in proc.stdout  # the CPU-budget config is kgc's default here
 
     res = json.loads(out.read_text())
     row = res["rows"][0]
     assert row["system"] == "kgc" and 0 < row["metrics"]["mrr"] <= 1
     assert row["metrics"]["count"] == 2 * 661  # the full UMLS test set, both directions
+    assert res["rows"][1]["model"] == "ComplEx d=200"

@@ -37,11 +37,11 @@ def test_folder_triples_ids_and_rows(tmp_path: Path, home: Path) -> None:
     assert ds.triples("valid").tolist() == [[0, 1, 2]]
     assert ds.splits["test"].tolist() == [[0, 1, 3]]
     fi = ds.filter_index()
-    assert fi.answers(0, 2, [0]).tolist() == [1]       # (a, r1, ?) -> b
-    assert fi.answers(1, 1, [0]).tolist() == [3]       # (?, r2, a) -> d
-    assert fi.answers(0, 2, [1]).tolist() == [3]       # (b, r1, ?) -> d (from test)
-    assert fi.answers(1, 2, [3]).tolist() == [0]       # (d, r2, ?) -> a
-    assert fi.answers(1, 2, [2]).tolist() == []        # (c, r2, ?) -> none
+    assert fi.answers_for(0, 2, [0]).tolist() == [1]       # (a, r1, ?) -> b
+    assert fi.answers_for(1, 1, [0]).tolist() == [3]       # (?, r2, a) -> d
+    assert fi.answers_for(0, 2, [1]).tolist() == [3]       # (b, r1, ?) -> d (from test)
+    assert fi.answers_for(1, 2, [3]).tolist() == [0]       # (d, r2, ?) -> a
+    assert fi.answers_for(1, 2, [2]).tolist() == []        # (c, r2, ?) -> none
 
 
 def test_crlf_bom_and_blank_lines(tmp_path: Path, home: Path) -> None:
@@ -58,7 +58,7 @@ def test_hyperedges_detected_and_declared(tmp_path: Path, home: Path) -> None:
     assert ds.metadata["format"] == "hyperedges" and ds.max_arity == 3 and not ds.is_binary
     assert ds.splits["train"].tolist() == [[0, 0, 1, 2], [0, 0, 1, -1], [1, 1, 2, -1]]
     assert ds.arity("train").tolist() == [3, 2, 2]
-    assert ds.filter_index().answers(0, 3, [0, 1]).tolist() == [2]
+    assert ds.filter_index().answers_for(0, 3, [0, 1]).tolist() == [2]
     # all-binary hyperedge data must be declared; detection reads it as triples
     bin_folder = write_split_files(tmp_path / "hyper2", "m\tx\ty\n", "m\ty\tx\n", "n\tx\ty\n")
     assert load_dataset(str(bin_folder)).relation_names == ["x", "y"]

@@ -105,6 +105,18 @@ def test_filter_index_equals_dict_of_sets(seed, binary):
             assert int(q.target[i]) in got  # the target itself is in the index
 
 
+@pytest.mark.parametrize("seed, binary", [(0, False), (2, True)])
+def test_answers_for_equals_dict_of_sets(seed, binary):
+    ds = random_dataset(seed, n_facts=80, num_entities=8 if binary else 4, binary=binary)
+    truth = brute_filter(ds)
+    index = FilterIndex.from_dataset(ds)
+    for (r, p, others), want in truth.items():
+        got = index.answers_for(r, p + 1, [e for _, e in others])
+        assert got.tolist() == sorted(want)
+    with pytest.raises(KGCError, match="position"):
+        index.answers_for(0, 3, [0])
+
+
 def test_filter_uses_every_split_and_unknown_keys_are_empty():
     train = torch.tensor([[0, 0, 1]])
     valid = torch.tensor([[0, 0, 2]])
