@@ -83,7 +83,7 @@ def run_kgc(args, ds, budget_s: float, test) -> dict:
                        sets=sets, max_steps=max_steps)
     cfg = m.get("config", {})
     bsz = int(cfg.get("trainer", {}).get("batch_size", 0) or 0)
-    n_train_q = 2 * len(ds.splits["train"])
+    n_train_q = _train_examples(ds, cfg.get("targets", "single"))
     epochs = m["finetune_steps"] * bsz / n_train_q if bsz else None
     metrics = m["metrics"] if args.test_set == "full" else \
         _kgc_eval_on(Path(m["run"]), m["checkpoint"], ds, test, args.eval_batch_size)
@@ -93,6 +93,19 @@ def run_kgc(args, ds, budget_s: float, test) -> dict:
             "train_s": m.get("train_wall_time_s", 0.0) + (pre["wall_s"] if pre else 0.0),
             "epochs": None if epochs is None else round(epochs, 2), "metrics": metrics,
             "steps": {"pretrain": pre["steps"] if pre else 0, "finetune": m["finetune_steps"]}, "run": m["run"]}
+
+
+def _train_examples(ds, targets: str) -> int:
+    """Training examples per epoch: every train query (1vsAll, ``single``) or every distinct one (KvsAll)."""
+    import torch
+
+    from kgc.evaluation import LinkPredictionQueries
+
+    q = LinkPredictionQueries.from_dataset(ds, "train")
+    if targets != "all":
+        return len(q)
+    key = torch.cat([q.label[:, None], q.target_role[:, None], q.context, q.context_roles], 1)
+    return int(torch.unique(key, dim=0).shape[0])
 
 
 def _eval_batch(model_name: str, recipe: dict, num_entities: int, requested: int) -> int:

@@ -148,6 +148,10 @@ def set_count_impl(impl: str) -> None:
 
 
 def _get_numba_count():
+    """The compiled fused counter (None without numba): per row ``i`` of ``block`` (B, C) it adds to
+    ``gt[i]``/``ge[i]`` the number of scores ``>``/``>=`` ``st[i]``, minus those of the target column
+    ``tgt[i] - col0`` and of the filtered columns ``fidx[fptr[i]:fptr[i + 1]] - col0`` that lie in the
+    block, and writes the row's NaN count to ``nan[i]`` - one sweep of the block."""
     global _numba_count
     if _numba_count is None:
         try:
@@ -157,7 +161,7 @@ def _get_numba_count():
             return None
 
         @numba.njit(cache=True, nogil=True, parallel=True)
-        def _count_rows(block, st, gt, ge, nan):  # pragma: no cover - compiled
+        def _count_rows(block, st, tgt, fptr, fidx, col0, gt, ge, nan):  # pragma: no cover - compiled
             n, m = block.shape
             for i in numba.prange(n):
                 s = st[i]
@@ -169,17 +173,48 @@ def _get_numba_count():
                     g += v > s
                     e += v >= s
                     bad += v != v
-                gt[i] = g
-                ge[i] = e
+                c = tgt[i] - col0
+                if 0 <= c < m:
+                    v = block[i, c]
+                    g -= v > s
+                    e -= v >= s
+                for k in range(fptr[i], fptr[i + 1]):
+                    c = fidx[k] - col0
+                    if 0 <= c < m:
+                        v = block[i, c]
+                        g -= v > s
+                        e -= v >= s
+                gt[i] += g
+                ge[i] += e
                 nan[i] = bad
 
-        def _run(block, st, gt, ge, nan):
+        def _run(block, st, tgt, fptr, fidx, col0, gt, ge, nan):
             # as many threads as torch's intra-op setting (numba would otherwise take every core)
             numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-            _count_rows(block, st, gt, ge, nan)
+            _count_rows(block, st, tgt, fptr, fidx, col0, gt, ge, nan)
 
         _numba_count = _run
     return _numba_count or None
+
+
+def _fused_counter(block: torch.Tensor, st: torch.Tensor):
+    """The numba counter when it applies to this block (else None; raises if ``numba`` was forced)."""
+    impl = _count_impl
+    fast = (block.device.type == "cpu" and block.dtype in (torch.float32, torch.float64) and st.dtype == block.dtype
+            and not block.requires_grad)
+    if impl == "torch" or (impl == "auto" and not fast):
+        return None
+    fn = _get_numba_count()
+    if fn is None or not fast:
+        if impl == "numba":
+            raise KGCError("rank count implementation 'numba' needs numba and a CPU float32/float64 block")
+        return None
+    return fn
+
+
+def _check_nan(nan: torch.Tensor) -> None:
+    if bool(nan.any()):
+        raise KGCError("the scorer produced NaN scores; cannot rank")
 
 
 def _count_block_torch(block: torch.Tensor, st: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,23 +231,17 @@ def count_block(block: torch.Tensor, st: torch.Tensor) -> tuple[torch.Tensor, to
     float32/float64 (see :func:`set_count_impl`), torch comparisons otherwise."""
     if bool(torch.isnan(st).any()):
         raise KGCError("the scorer produced NaN scores; cannot rank")
-    impl = _count_impl
-    fast = (block.device.type == "cpu" and block.dtype in (torch.float32, torch.float64) and st.dtype == block.dtype
-            and not block.requires_grad)
-    if impl == "torch" or (impl == "auto" and not fast):
-        return _count_block_torch(block, st)
-    fn = _get_numba_count()
-    if fn is None or not fast:
-        if impl == "numba":
-            raise KGCError("rank count implementation 'numba' needs numba and a CPU float32/float64 block")
+    fn = _fused_counter(block, st)
+    if fn is None:
         return _count_block_torch(block, st)
     n = block.shape[0]
-    gt = torch.empty(n, dtype=torch.int64)
-    ge = torch.empty(n, dtype=torch.int64)
+    gt = torch.zeros(n, dtype=torch.int64)
+    ge = torch.zeros(n, dtype=torch.int64)
     nan = torch.empty(n, dtype=torch.int64)
-    fn(block.numpy(), st.contiguous().numpy(), gt.numpy(), ge.numpy(), nan.numpy())
-    if bool(nan.any()):
-        raise KGCError("the scorer produced NaN scores; cannot rank")
+    no_target = torch.full((n,), -1, dtype=torch.int64)
+    fn(block.numpy(), st.contiguous().numpy(), no_target.numpy(), torch.zeros(n + 1, dtype=torch.int64).numpy(),
+       torch.zeros(0, dtype=torch.int64).numpy(), 0, gt.numpy(), ge.numpy(), nan.numpy())
+    _check_nan(nan)
     return gt, ge
 
 
@@ -226,10 +255,22 @@ class _Counter:
         n = target.shape[0]
         self.gt = torch.zeros(n, dtype=torch.int64, device=target.device)
         self.ge = torch.zeros(n, dtype=torch.int64, device=target.device)
+        self._fptr: torch.Tensor | None = None  # per-row offsets into (frow, fidx), built on first fused use
 
     def add(self, block: torch.Tensor, col0: int) -> None:
         n, width = block.shape
         col1 = col0 + width
+        fn = _fused_counter(block, self.st) if self.gt.device.type == "cpu" else None
+        if fn is not None:  # counts, target and filter corrections in one sweep
+            if bool(torch.isnan(self.st).any()):
+                raise KGCError("the scorer produced NaN scores; cannot rank")
+            if self._fptr is None:
+                self._fptr = torch.searchsorted(self.frow, torch.arange(n + 1)).contiguous()
+            nan = torch.empty(n, dtype=torch.int64)
+            fn(block.numpy(), self.st.contiguous().numpy(), self.target.contiguous().numpy(), self._fptr.numpy(),
+               self.fidx.contiguous().numpy(), int(col0), self.gt.numpy(), self.ge.numpy(), nan.numpy())
+            _check_nan(nan)
+            return
         gt, ge = count_block(block, self.st)
         self.gt += gt.to(self.gt.device)
         self.ge += ge.to(self.ge.device)
