@@ -26,7 +26,8 @@ sys.path.append(str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 
-def kgc_step_times(ds, batch_size: int, steps: int, warmup: int, sets: list[str], seed: int = 0):
+def kgc_step_times(ds, batch_size: int, steps: int, warmup: int, sets: list[str], seed: int = 0,
+                   cpu_budget: bool = False):
     import torch
 
     from graph_algos.graph import KGraph
@@ -40,10 +41,11 @@ def kgc_step_times(ds, batch_size: int, steps: int, warmup: int, sets: list[str]
     from kgc.utils.io import read_yaml
     from pretrain_tasks import build_vocab
 
+    from kgc.finetune import dataset_layers
+
     base = read_yaml(CONFIG_DIR / "default.yaml") or {}
-    ds_file = CONFIG_DIR / f"{ds.name}.yaml"
-    if ds_file.is_file():
-        base = _merge(base, read_yaml(ds_file) or {})
+    for layer in dataset_layers(ds.name, budget_recipe=cpu_budget):
+        base = _merge(base, read_yaml(layer) or {})
     mcfg = from_dict(ModelConfig, apply_overrides({"model": base["model"]}, sets)["model"], where="model")
     vocab = build_vocab(ds, KGraph.from_dataset(ds))
     torch.manual_seed(seed)
@@ -51,14 +53,16 @@ def kgc_step_times(ds, batch_size: int, steps: int, warmup: int, sets: list[str]
     module = KGCLitModule(model, vocab, OptimConfig(), max_steps=10**6, label_smoothing=0.1)
     module.train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
+    from kgc.evaluation.context import QueryContext, query_batch
+    from kgc.evaluation.queries import compact_batch
+
+    ctx = QueryContext.for_dataset(ds, mcfg.context)
     q = LinkPredictionQueries.from_dataset(ds, "train")
     g = torch.Generator().manual_seed(seed)
     batches = []
     for _ in range(warmup + steps):
         idx = torch.randint(0, len(q), (batch_size,), generator=g)
-        qs = q[idx]
-        tokens, roles = qs.to_tokens(vocab)
-        batches.append({"tokens": tokens, "roles": roles, "target": qs.target})
+        batches.append(compact_batch(query_batch(q[idx], vocab, ctx)))
     times = []
     for i, b in enumerate(batches):
         t0 = time.perf_counter()
@@ -68,7 +72,8 @@ def kgc_step_times(ds, batch_size: int, steps: int, warmup: int, sets: list[str]
         opt.zero_grad(set_to_none=True)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    desc = f"kgc {mcfg.name} dim={mcfg.dim} layers={mcfg.layers}"
+    desc = (f"kgc {mcfg.name} dim={mcfg.dim} layers={mcfg.layers} direct={mcfg.direct} "
+            f"context={mcfg.context.budget}")
     return times, desc, int(sum(p.numel() for p in model.parameters()))
 
 
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--kgc-set", action="append", default=[], metavar="model.KEY=VALUE")
     p.add_argument("--pykeen-model", default="complex")
+    p.add_argument("--cpu-budget", action="store_true",
+                   help="kgc's model from the CPU-budget recipe (configs/finetune/cpu-budget/), as --max-time on a CPU")
     p.add_argument("--json")
     p.add_argument("--smoke", action="store_true", help="CI: 2 steps, 1 warm-up")
     args = p.parse_args(argv)
@@ -126,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     C.print_header(f"training throughput: {args.dataset}", [__file__] + (argv if argv is not None else sys.argv[1:]), info)
     ds = load_dataset(args.dataset)
     rows = []
-    t, desc, n = kgc_step_times(ds, args.batch_size, steps, warmup, args.kgc_set)
+    import resource
+
+    t, desc, n = kgc_step_times(ds, args.batch_size, steps, warmup, args.kgc_set, cpu_budget=args.cpu_budget)
     rows.append([desc, n, statistics.median(t)])
+    print(f"[bench] peak RSS after kgc's steps: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB",
+          flush=True)
     if C.pykeen_available():
         t, desc, n = pykeen_step_times(ds, args.pykeen_model, args.batch_size, steps, warmup)
         rows.append([desc, n, statistics.median(t)])

@@ -13,10 +13,11 @@ chunked path's memory with ``chunk_bytes=``, :func:`set_chunk_bytes` or
 
 from kernels._config import IMPLS, get_chunk_bytes, set_chunk_bytes, set_impl, use_impl
 from kernels.filtered_rank import filtered_rank, filtered_rank_ref
-from kernels.linear_cross_entropy import linear_cross_entropy, linear_cross_entropy_ref
+from kernels.linear_cross_entropy import cross_entropy_from_logits, linear_cross_entropy, linear_cross_entropy_ref
 
 __all__ = [
     "IMPLS",
+    "cross_entropy_from_logits",
     "filtered_rank",
     "filtered_rank_ref",
     "get_chunk_bytes",

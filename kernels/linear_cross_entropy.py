@@ -479,6 +479,25 @@ def linear_cross_entropy_ref(
     logits = hidden @ weight.T
     if bias is not None:
         logits = logits + bias
+    return cross_entropy_from_logits(logits, target, label_smoothing, reduction, target_indptr=target_indptr,
+                                     target_indices=target_indices, ignore_index=ignore_index)
+
+
+def cross_entropy_from_logits(
+    logits: torch.Tensor,
+    target: torch.Tensor | None,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    *,
+    target_indptr: torch.Tensor | None = None,
+    target_indices: torch.Tensor | None = None,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """The loss of :func:`linear_cross_entropy` on given (B, E) logits (single or CSR multi-label
+    targets, same conventions). Used when the scores are more than ``hidden @ weight.T + bias``
+    (a context pointer adds sparse terms); dense, so the (B, E) logits are kept for backward."""
+    if (target is None) == (target_indptr is None):
+        raise ValueError("give either target or target_indptr/target_indices")
     if target is not None:
         return F.cross_entropy(logits, target.long(), ignore_index=ignore_index,
                                label_smoothing=label_smoothing, reduction=reduction)

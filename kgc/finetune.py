@@ -26,7 +26,7 @@ from typing import Any, Literal
 from kgc import KGCError
 from kgc.cli import add_training_flags, flag_overrides, run_cli
 from kgc.config import ConfigError, _merge, apply_overrides, from_dict, to_dict
-from kgc.models.config import ModelConfig, load_model_config
+from kgc.models.config import ModelConfig, check_context_fits, load_model_config
 from kgc.training.config import OptimConfig, TrainerConfig, parse_duration
 from kgc.utils.io import read_yaml
 
@@ -100,8 +100,12 @@ def size_defaults(ds) -> dict[str, Any]:
             "optim": {"warmup_steps": min(500, max_steps // 20)}}
 
 
-#: model fields a fine-tuning config may change on a pretrained checkpoint (regularisation only)
-FINETUNE_TUNABLE_MODEL_KEYS = ("dropout", "attn_dropout")
+#: model fields a fine-tuning config may change on a pretrained checkpoint: regularisation, and the
+#: link-prediction additions that pretraining does not train (the direct term and the query context;
+#: their weights start fresh when the checkpoint lacks them)
+FINETUNE_TUNABLE_MODEL_KEYS = ("dropout", "attn_dropout", "direct", "direct_dropout", "context")
+#: parameter prefixes a fine-tuning model may have beyond its pretraining checkpoint
+FINETUNE_NEW_PARAMS = ("direct.", "pointer.")
 
 
 def pretrained_architecture(requested: ModelConfig, pretrained: dict[str, Any]) -> ModelConfig:
@@ -114,6 +118,35 @@ def pretrained_architecture(requested: ModelConfig, pretrained: dict[str, Any]) 
         print(f"[kgc] keeping the pretrained architecture: ignored model.{', model.'.join(ignored)} "
               f"(only {', '.join(FINETUNE_TUNABLE_MODEL_KEYS)} can change when fine-tuning a checkpoint)", flush=True)
     return from_dict(ModelConfig, merged, where="pretrained model config")
+
+
+BUDGET_DIR = CONFIG_DIR / "cpu-budget"
+
+
+def uses_budget_recipe(args) -> bool:
+    """A wall-clock budget (``--max-time``) on a machine without CUDA (or ``--accelerator cpu``) trains
+    the CPU-budget recipe instead of the GPU-sized per-dataset config."""
+    if not getattr(args, "max_time", None):
+        return False
+    if getattr(args, "accelerator", None) == "cpu":
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def dataset_layers(name: str, budget_recipe: bool) -> list[Path]:
+    """The config files of dataset ``name`` in merge order (after the size defaults).
+
+    GPU-sized runs: ``configs/finetune/<name>.yaml`` if it exists. CPU-budget runs:
+    ``configs/finetune/cpu-budget/default.yaml`` (any dataset or custom folder), then
+    ``cpu-budget/<name>.yaml`` if it exists."""
+    from kgc.training.runs import slug
+
+    if budget_recipe:
+        return [p for p in (BUDGET_DIR / "default.yaml", BUDGET_DIR / f"{slug(name)}.yaml") if p.is_file()]
+    own = CONFIG_DIR / f"{slug(name)}.yaml"
+    return [own] if own.is_file() else []
 
 
 def find_init(args, ds, runs_root: str) -> Path | None:
@@ -201,9 +234,9 @@ def run_finetuning(args: argparse.Namespace) -> int:
         ds = load_dataset(dataset)
         base["dataset"] = dataset
         base = _merge(base, size_defaults(ds))
-        ds_file = CONFIG_DIR / f"{slug(ds.name)}.yaml"
-        if ds_file.is_file():
-            base = _merge(base, read_yaml(ds_file) or {})
+        for layer in dataset_layers(ds.name, budget_recipe=uses_budget_recipe(args)):
+            base = _merge(base, read_yaml(layer) or {})
+            print(f"[kgc] config layer {layer}", flush=True)
         init_path = find_init(args, ds, args.runs_root)
         init_state = None
         graph = KGraph.from_dataset(ds)
@@ -240,6 +273,8 @@ def run_finetuning(args: argparse.Namespace) -> int:
                         where=args.config or "finetune config")
         if init_state is not None:
             cfg.model = pretrained_architecture(cfg.model, kmeta["model"])
+        check_context_fits(cfg.model, ds.max_arity,
+                           where=f"checkpoint {init_path}" if init_state is not None else (args.config or "finetune config"))
         if cfg.model.num_roles < ds.max_arity:  # role ids run to max_arity - 1: an IndexError mid-training otherwise
             raise KGCError(f"model.num_roles={cfg.model.num_roles} is below the maximum arity {ds.max_arity} of "
                            f"{ds.name}; set model.num_roles >= {ds.max_arity}")
@@ -261,18 +296,21 @@ def run_finetuning(args: argparse.Namespace) -> int:
 
     dm = LinkPredictionDataModule(ds, vocab, cfg.trainer.batch_size, cfg.eval.batch_size,
                                   cfg.eval.val_max_queries, seed=cfg.seed, num_workers=cfg.trainer.num_workers,
-                                  targets=cfg.targets)
+                                  targets=cfg.targets, context=cfg.model.context)
     dm.setup("fit")
     model = build_model(cfg.model, len(vocab), vocab.num_entities, vocab.entity_offset)
     if init_state is not None:
         state = {k[len("model."):]: v for k, v in init_state.items() if k.startswith("model.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(FINETUNE_NEW_PARAMS)]
         if unexpected or missing:
             raise KGCError(f"checkpoint {init_path} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
     print(f"[kgc] {ds.name}: {len(dm.train_set)} training queries, "
           f"{len(dm.eval_sets.get('val', [])) if dm.has_validation else 0} validation queries; "
           f"model {cfg.model.name} {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
-    meta = {"kind": "finetune", "dataset": ds.name, "model": to_dict(cfg.model)}
+    # dataset_source: what load_dataset() takes (a registered name or the custom folder), so evaluate and
+    # predict find a custom folder's train graph (for the context and the filter) without --dataset
+    meta = {"kind": "finetune", "dataset": ds.name, "dataset_source": str(cfg.dataset), "model": to_dict(cfg.model)}
     module = KGCLitModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
                           max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
                           label_smoothing=cfg.label_smoothing, filter_lookups=dm.lookups, meta=meta)
@@ -293,11 +331,12 @@ def run_finetuning(args: argparse.Namespace) -> int:
     state = load_checkpoint_file(chosen)["state_dict"]
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     model.eval()
-    result = evaluate(ModelScorer(model, vocab), ds, "test", batch_size=cfg.eval.batch_size,
+    scorer = ModelScorer(model, vocab, dm.context)
+    result = evaluate(scorer, ds, "test", batch_size=cfg.eval.batch_size,
                       tie_policy=cfg.eval.tie_policy, chunk_bytes=cfg.eval.chunk_mb * 2**20, distributed=False)
     val_result = None
     if dm.has_validation:
-        val_result = evaluate(ModelScorer(model, vocab), ds, "valid", batch_size=cfg.eval.batch_size,
+        val_result = evaluate(scorer, ds, "valid", batch_size=cfg.eval.batch_size,
                               tie_policy=cfg.eval.tie_policy, chunk_bytes=cfg.eval.chunk_mb * 2**20,
                               distributed=False)
     metrics = {

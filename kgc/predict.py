@@ -60,7 +60,7 @@ def predict(
     if checkpoint not in _CACHE:
         _CACHE.clear()
         _CACHE[checkpoint] = load_model(checkpoint)
-    model, vocab, _ = _CACHE[checkpoint]
+    model, vocab, meta = _CACHE[checkpoint]
     R = vocab.num_relations
     rel_names = vocab.label_names[:R]
     if relation is None:
@@ -88,23 +88,25 @@ def predict(
         t = _lookup(ents, tail, "entity") if tail is not None else 0
         q = LinkPredictionQueries.from_facts(torch.tensor([[r, h, t]]), num_relations=R, is_binary=True)
         q = q[q.direction == (0 if head is not None else 1)]
-    tokens, roles = q.to_tokens(vocab)
-    scorer = ModelScorer(model, vocab)
-    with torch.no_grad():
-        qv = scorer.query_vectors(tokens, roles)
-        b = scorer.entity_bias()
-        scores = (qv @ scorer.entity_weight().T + (0 if b is None else b))[0]
-    known = set()
+    ds = None
     try:
-        from kgc.evaluation.filter import FilterIndex
         from kgc.training.restore import dataset_for
 
-        ds = dataset_for(vocab)
+        ds = dataset_for(vocab, meta.get("dataset_source"))
+    except KGCError:
+        if filtered or model.cfg.context.budget > 0:
+            raise
+    scorer = ModelScorer(model, vocab)
+    if ds is not None:
+        scorer = scorer.with_context_for(ds)  # the model's train-graph context, built as in evaluation
+    with torch.no_grad():
+        scores = scorer.scores(q)[0]
+    known = set()
+    if ds is not None:
+        from kgc.evaluation.filter import FilterIndex
+
         ip, ix = FilterIndex.for_dataset(ds).lookup(q)
         known = set(ix[int(ip[0]) : int(ip[1])].tolist())
-    except KGCError:
-        if filtered:
-            raise
     if filtered and known:
         scores = scores.clone()
         scores[list(known)] = float("-inf")

@@ -39,6 +39,7 @@ from kgc.evaluation.ranks import (
     check_tie_policy,
     filtered_ranks_from_scores,
     filtered_ranks_from_vectors,
+    rank_output,
 )
 
 
@@ -52,23 +53,57 @@ class LinkPredictionScorer(Protocol):
 
 
 class ModelScorer:
-    """Adapter from a kgc model (``encode`` / ``query_vectors`` / ``entity_weight``) to the scorer protocol.
+    """Adapter from a kgc model (``lp_forward`` / ``lp_output_scores``) to evaluation.
 
-    Reads the hidden state at the last non-pad position of each right-padded
-    sequence (the MASK of :meth:`LinkPredictionQueries.to_tokens`).
+    ``context`` is the :class:`kgc.evaluation.context.QueryContext` the model reads; when the
+    model was configured with one (``model.cfg.context.budget > 0``) and none is given,
+    :func:`evaluate` builds it from the evaluated dataset's train graph.
     """
 
-    def __init__(self, model, vocab) -> None:
-        for attr in ("encode", "query_vectors", "entity_weight", "entity_bias"):
+    def __init__(self, model, vocab, context=None) -> None:
+        for attr in ("encode", "lp_forward", "lp_output_scores", "entity_weight", "entity_bias"):
             if not callable(getattr(model, attr, None)):
                 raise KGCError(f"ModelScorer: the model has no {attr}() method")
         self.model = model
         self.vocab = vocab
+        self.context = context
+
+    @property
+    def needs_context(self) -> bool:
+        cfg = getattr(self.model, "cfg", None)
+        return cfg is not None and cfg.context.budget > 0 and self.context is None
+
+    def with_context_for(self, dataset) -> "ModelScorer":
+        """This scorer, with the model's configured context built on ``dataset`` if it has none."""
+        if not self.needs_context:
+            return self
+        from kgc.evaluation.context import QueryContext
+
+        return ModelScorer(self.model, self.vocab, QueryContext.for_dataset(dataset, self.model.cfg.context))
+
+    def batch(self, queries: LinkPredictionQueries):
+        """The model's :class:`~kgc.models.batch.LPBatch` of ``queries`` (on the model's device)."""
+        from kgc.evaluation.context import query_batch
+        from kgc.evaluation.queries import compact_batch
+
+        if self.needs_context:
+            raise KGCError("the model reads a query context (model.context.budget > 0) but the scorer has none; "
+                           "use ModelScorer(..., context=QueryContext.for_dataset(ds, model.cfg.context))")
+        return compact_batch(query_batch(queries, self.vocab, self.context)).to(self.model.entity_weight().device)
+
+    def scores(self, queries: LinkPredictionQueries) -> torch.Tensor:
+        """(Q, E) scores of ``queries``."""
+        return self.model.lp_scores(self.batch(queries))
 
     def query_vectors(self, tokens: torch.Tensor, roles: torch.Tensor) -> torch.Tensor:
+        """Query vectors from tokens alone (models without a direct term or context only)."""
+        from kgc.models.base import last_positions
+
+        cfg = self.model.cfg
+        if cfg.direct != "none" or cfg.context.budget > 0:
+            raise KGCError("query_vectors(tokens, roles) cannot feed the direct term or the context; use batch()")
         h = self.model.encode(tokens, prefix_len=None, roles=roles)  # (B, L, D)
-        last = (tokens != 0).sum(1) - 1
-        h_last = h[torch.arange(tokens.shape[0], device=h.device), last.to(h.device)]
+        h_last = h[torch.arange(tokens.shape[0], device=h.device), last_positions(tokens).to(h.device)]
         return self.model.query_vectors(h_last)
 
     def entity_weight(self) -> torch.Tensor:
@@ -182,11 +217,11 @@ def gather_ranks(local: Ranks, num_queries: int, world_size: int, rank: int, all
 # ---- evaluation ------------------------------------------------------------------------------
 def _resolve_scorer(scorer, vocab):
     if isinstance(scorer, ModelScorer):
-        return "vectors", scorer, vocab if vocab is not None else scorer.vocab
-    if callable(getattr(scorer, "encode", None)):  # a raw kgc model
+        return "model", scorer, vocab if vocab is not None else scorer.vocab
+    if callable(getattr(scorer, "lp_forward", None)):  # a raw kgc model
         if vocab is None:
             raise KGCError("evaluating a model needs its vocabulary: pass vocab= or wrap it in ModelScorer")
-        return "vectors", ModelScorer(scorer, vocab), vocab
+        return "model", ModelScorer(scorer, vocab), vocab
     if all(callable(getattr(scorer, a, None)) for a in ("query_vectors", "entity_weight", "entity_bias")):
         vocab = vocab if vocab is not None else getattr(scorer, "vocab", None)
         if vocab is None:
@@ -231,7 +266,7 @@ def rank_queries(
     kind, scorer, vocab = _resolve_scorer(scorer, vocab)
     parts: list[Ranks] = []
     with torch.no_grad(), _eval_mode(scorer):
-        if kind == "vectors":
+        if kind in ("vectors", "model"):
             weight = scorer.entity_weight()
             bias = scorer.entity_bias()
             if weight.shape[0] != num_entities:
@@ -243,7 +278,11 @@ def rank_queries(
                 indptr, indices = filter_index.lookup(batch)
             else:
                 indptr, indices = empty_filter(len(batch))
-            if kind == "vectors":
+            if kind == "model":
+                out = scorer.model.lp_forward(scorer.batch(batch))
+                r = rank_output(scorer.model, out, batch.target, indptr, indices, chunk_bytes=chunk_bytes,
+                                use_kernel=use_kernel)
+            elif kind == "vectors":
                 tokens, roles = batch.to_tokens(vocab)
                 qv = scorer.query_vectors(tokens.to(device), roles.to(device))
                 r = filtered_ranks_from_vectors(
@@ -302,6 +341,10 @@ def evaluate(
     if not filtered:
         filter_index = None
 
+    if not isinstance(scorer, ModelScorer) and callable(getattr(scorer, "lp_forward", None)) and vocab is not None:
+        scorer = ModelScorer(scorer, vocab)
+    if isinstance(scorer, ModelScorer):
+        scorer = scorer.with_context_for(dataset)
     world, rank = _dist_world() if distributed in ("auto", True) else (1, 0)
     lo, hi = shard_bounds(len(queries), world, rank)
     local = rank_queries(

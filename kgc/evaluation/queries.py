@@ -243,3 +243,79 @@ class LinkPredictionQueries:
     def mask_position(self) -> torch.Tensor:
         """(Q,) index of the MASK token in :meth:`to_tokens` rows."""
         return self.num_context + 2
+
+    def anchor_positions(self) -> torch.Tensor:
+        """(Q, W) fact column (0-based position) of each known entity (-1 pad); for binary queries
+        the context entity is the head (position 0) of a tail query and the tail of a head query."""
+        if self.is_binary:
+            return torch.where(self.context >= 0, self.direction.unsqueeze(1), torch.full_like(self.context, -1))
+        return self.context_roles.clone()
+
+    def to_batch(self, vocab, items: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+        """A :class:`kgc.models.batch.LPBatch` of these queries (every row; cut it with ``[...]``).
+
+        Without ``items`` the tokens and roles are those of :meth:`to_tokens`. With ``items`` =
+        ``(entity, label, anchor)`` each ``(Q, K)`` (``kgc.evaluation.context``; -1 padding, left-packed)
+        the rows are ``[TASK_lp, item_1..item_K, rel(label), ent(c_1)..ent(c_n), MASK]``: item
+        ``j`` has token ``ent(entity_j)``, extra token ``rel(label_j)`` and the role of its anchor;
+        missing items are PAD (the model masks them; :func:`compact_batch` drops all-PAD columns).
+        """
+        from kgc.models.batch import LPBatch
+
+        tokens, roles = self.to_tokens(vocab)  # (Q, 3 + n)
+        extra = None
+        if items is not None:
+            ent, lab, anc = (torch.as_tensor(a, dtype=torch.int64) for a in items)
+            if ent.shape != lab.shape or ent.shape != anc.shape or ent.shape[0] != len(self):
+                raise KGCError(f"context items must be three (Q={len(self)}, K) arrays, got {tuple(ent.shape)}, "
+                               f"{tuple(lab.shape)}, {tuple(anc.shape)}")
+            ok = ent >= 0
+            item_tok = torch.where(ok, vocab.ent(ent.clamp_min(0)), torch.zeros_like(ent))
+            item_lab = torch.where(ok, vocab.rel(lab.clamp_min(0)), torch.zeros_like(lab))
+            item_role = torch.where(ok, self.context_roles.gather(1, anc.clamp_min(0)), torch.zeros_like(anc))
+            zeros = torch.zeros_like(tokens)
+            tokens = torch.cat([tokens[:, :1], item_tok, tokens[:, 1:]], 1)
+            roles = torch.cat([roles[:, :1], item_role, roles[:, 1:]], 1)
+            extra = torch.cat([zeros[:, :1], item_lab, zeros[:, 1:]], 1)
+        ctx_ok = self.context >= 0
+        return LPBatch(
+            tokens=tokens.contiguous(),
+            roles=roles.contiguous(),
+            extra=None if extra is None else extra.contiguous(),
+            relation_token=vocab.rel(self.label),
+            anchors=self.context.clone(),
+            anchor_roles=torch.where(ctx_ok, self.context_roles, torch.zeros_like(self.context_roles)),
+            target_role=self.target_role.clone(),
+            target=self.target.clone(),
+            query_index=torch.arange(len(self)),
+        )
+
+
+def compact_batch(batch):
+    """``batch`` rows with every all-PAD column removed (same meaning: pads are masked and positions
+    count real tokens only); cuts a padded row block to the width its rows need."""
+    from kgc.models.batch import LPBatch
+
+    keep = (batch.tokens != 0).any(0)
+    if bool(keep.all()):
+        return batch
+    cols = keep.nonzero(as_tuple=True)[0]
+    return LPBatch(
+        tokens=batch.tokens[:, cols], roles=batch.roles[:, cols],
+        extra=None if batch.extra is None else batch.extra[:, cols],
+        relation_token=batch.relation_token, anchors=batch.anchors, anchor_roles=batch.anchor_roles,
+        target_role=batch.target_role, target=batch.target, query_index=batch.query_index,
+        target_indptr=batch.target_indptr, target_indices=batch.target_indices,
+    )
+
+
+def select_rows(batch, ix: torch.Tensor):
+    """Rows ``ix`` of a full-split :class:`LPBatch` (no multi-label targets), compacted."""
+    from kgc.models.batch import LPBatch
+
+    pick = lambda t: None if t is None else t[ix]  # noqa: E731
+    return compact_batch(LPBatch(
+        tokens=batch.tokens[ix], roles=batch.roles[ix], extra=pick(batch.extra),
+        relation_token=batch.relation_token[ix], anchors=batch.anchors[ix], anchor_roles=batch.anchor_roles[ix],
+        target_role=batch.target_role[ix], target=batch.target[ix], query_index=batch.query_index[ix],
+    ))

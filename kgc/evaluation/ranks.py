@@ -445,3 +445,21 @@ def filtered_ranks_from_vectors(
                 counter.add(block(qs, c0), c0)
         parts.append(counter.ranks())
     return Ranks.cat(parts)
+
+
+def rank_output(model, out, target: torch.Tensor, filter_indptr: torch.Tensor, filter_indices: torch.Tensor,
+                *, chunk_bytes: int = DEFAULT_CHUNK_BYTES, use_kernel: bool | str = "auto") -> Ranks:
+    """Filtered ranks of a model's link-prediction output (``KGCModel.lp_forward``): from the query
+    vectors without materialising the scores when there is no context pointer, else from the
+    model's (B, E) scores (``lp_output_scores``). The counting (and its tie and NaN rules) is one."""
+    device = out.query.device
+    filter_indptr, filter_indices = filter_indptr.to(device), filter_indices.to(device)
+    if out.item_entity is None:
+        bias = model.entity_bias()
+        return filtered_ranks_from_vectors(
+            out.query.float(), model.entity_weight().float(), target, filter_indptr, filter_indices,
+            bias=None if bias is None else bias.float(), chunk_bytes=chunk_bytes, use_kernel=use_kernel,
+        )
+    scores = model.lp_output_scores(out).float()
+    ec = max(1, chunk_bytes // (12 * max(scores.shape[0], 1)))
+    return filtered_ranks_from_scores(scores, target.to(device), filter_indptr, filter_indices, entity_chunk=ec)

@@ -4,12 +4,20 @@
 position embedding (max_len, D) -> encoder (subclass) -> final LayerNorm ->
 heads. Contract (docs/architecture.md, "Models")::
 
-    encode(tokens (B, L) int64, prefix_len (B,) | None, roles (B, L) | None) -> h (B, L, D)
+    encode(tokens (B, L) int64, prefix_len (B,) | None, roles (B, L) | None, extra (B, L) | None) -> h (B, L, D)
     query_vectors(h (N, D)) -> (N, D)           dense -> GELU -> LayerNorm (CoKE/HittER output layer)
     entity_weight() -> (E, D)                    token-embedding rows [entity_offset, +E) when tied
     entity_bias() -> (E,) | None
     entity_scores(h (N, D)) -> (N, E)            query_vectors(h) @ entity_weight().T + bias
     token_logits(h (..., D)) -> (..., V)         query_vectors(h) @ token_embedding.T (+ entity bias)
+    lp_forward(batch: LPBatch) -> LPOutput       link prediction: query vector (+ direct term), pointer logits
+    lp_scores(batch: LPBatch) -> (B, E)           q @ W.T + bias + pointer logits scattered to their entities
+
+Context items (link prediction with ``model.context.budget > 0``): a position whose ``extra``
+token is not PAD is an *item* ``(label, entity)``: its input is ``emb(entity) + emb(label)``.
+Items form a set: they all take position id 1 (just after the task token), and the other
+tokens are numbered as if the items were absent, shifted by one when items are present
+(``pos = cumsum(real & ~item) - 1 + [an item came before]``).
 
 Padding: token 0 is PAD. Positions are counted over non-pad tokens
 (``pos = cumsum(token != PAD) - 1``), so left- and right-padding give real
@@ -29,9 +37,67 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kgc import KGCError
+from kgc.models.batch import LPBatch, LPOutput
 from kgc.models.config import ModelConfig
 
 PAD_ID = 0
+
+
+def last_positions(tokens: torch.Tensor) -> torch.Tensor:
+    """Index of the last non-pad token of each row (the queried MASK): tokens (B, L) -> (B,).
+
+    Correct for right, left and middle padding alike."""
+    keep = (tokens != PAD_ID).long()
+    idx = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    return (idx * keep).amax(dim=1)
+
+
+def _cmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Complex product of (..., D) vectors stored as [real half, imaginary half]."""
+    ar, ai = a.chunk(2, dim=-1)
+    br, bi = b.chunk(2, dim=-1)
+    return torch.cat([ar * br - ai * bi, ar * bi + ai * br], dim=-1)
+
+
+class DirectTerm(nn.Module):
+    """The identity path of link prediction: a DistMult/ComplEx query vector from the embeddings.
+
+    ``q = (sum_i rho_in[role_i] * e_{c_i}) * w_r * rho_out[target_role]`` with ``*`` the
+    elementwise (``distmult``) or complex (``complex``, halves = real/imaginary parts) product;
+    ``q . e_t`` is then DistMult's ``<e_h, w_r, e_t>`` or ComplEx's ``Re(<e_h, w_r, conj(e_t)>)``
+    for a binary query (one known entity, fixed roles: ``rho`` is absorbed into ``w_r``). Inverse
+    labels ``r^-1`` have their own ``w``, as PyKEEN's inverse triples. ``e`` are the (tied) entity
+    embeddings the output layer scores against; ``rho`` start at the identity (1, or 1 + 0i).
+    ``dropout`` acts on the entity inputs and on the resulting query vector (TuckER-style).
+
+    Shapes: anchors (B, W) entity ids (-1 pad), anchor_roles (B, W), relation_token (B,),
+    target_role (B,), entity_weight (E, D) -> (B, D).
+    """
+
+    def __init__(self, kind: str, num_relation_tokens: int, num_roles: int, dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.kind = kind
+        self.drop = nn.Dropout(dropout)
+        self.rel = nn.Embedding(num_relation_tokens, dim)
+        self.role_in = nn.Embedding(num_roles, dim)
+        self.role_out = nn.Embedding(num_roles, dim)
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.rel.weight, 0.0, 1.0)
+        one = torch.ones(self.rel.weight.shape[1])
+        if self.kind == "complex":
+            one[one.shape[0] // 2 :] = 0.0  # 1 + 0i
+        with torch.no_grad():
+            self.role_in.weight.copy_(one.expand_as(self.role_in.weight))
+            self.role_out.weight.copy_(one.expand_as(self.role_out.weight))
+
+    def forward(self, anchors, anchor_roles, relation_token, target_role, entity_weight) -> torch.Tensor:
+        mul = _cmul if self.kind == "complex" else torch.mul
+        valid = anchors >= 0  # (B, W)
+        e = self.drop(entity_weight[anchors.clamp_min(0)])  # (B, W, D)
+        rho = self.role_in(anchor_roles.clamp_min(0))  # (B, W, D)
+        a = (mul(e, rho) * valid[..., None].to(e.dtype)).sum(1)  # (B, D)
+        return self.drop(mul(mul(a, self.rel(relation_token)), self.role_out(target_role)))  # (B, D)
 
 
 def attention_mask(
@@ -82,6 +148,10 @@ class KGCModel(nn.Module):
         self.head_norm = nn.LayerNorm(D)
         self.entity_emb = None if cfg.tie_entity_embeddings else nn.Parameter(torch.empty(num_entities, D))
         self.ent_bias = nn.Parameter(torch.zeros(num_entities)) if cfg.entity_bias else None
+        # relation tokens lie below entity_offset: the direct term's table is indexed by token id
+        self.direct = None if cfg.direct == "none" else DirectTerm(cfg.direct, entity_offset, cfg.num_roles, D,
+                                                                 cfg.direct_dropout)
+        self.pointer = nn.Linear(D, D, bias=False) if cfg.context.budget > 0 and cfg.context.pointer else None
 
     # ---- init (GPT-2 / nanoGPT) ---------------------------------------------
     def init_weights(self) -> None:
@@ -97,6 +167,11 @@ class KGCModel(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.02)
         if self.entity_emb is not None:
             nn.init.normal_(self.entity_emb, 0.0, 0.02)
+        if self.direct is not None:
+            self.direct.reset_parameters()
+            # ReZero-style: the encoder's query contribution starts at zero, so early training
+            # follows the identity path and the encoder adds what the direct term cannot express
+            nn.init.zeros_(self.head_norm.weight)
 
     # ---- encoder -------------------------------------------------------------
     def _encode(self, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None) -> torch.Tensor:
@@ -104,9 +179,14 @@ class KGCModel(nn.Module):
         raise NotImplementedError
 
     def encode(
-        self, tokens: torch.Tensor, prefix_len: torch.Tensor | None = None, roles: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        prefix_len: torch.Tensor | None = None,
+        roles: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """tokens (B, L) int64 (0 = PAD), prefix_len (B,) | None, roles (B, L) | None -> h (B, L, D).
+        """tokens (B, L) int64 (0 = PAD), prefix_len (B,) | None, roles (B, L) | None,
+        extra (B, L) | None (context items' label tokens, PAD elsewhere) -> h (B, L, D).
 
         Hidden states at pad positions are zero."""
         if tokens.dim() != 2:
@@ -116,9 +196,17 @@ class KGCModel(nn.Module):
             raise KGCError(f"sequence length {L} exceeds model max_len {self.cfg.max_len}")
         if roles is not None and roles.shape != tokens.shape:
             raise KGCError(f"roles shape {tuple(roles.shape)} != tokens shape {tuple(tokens.shape)}")
+        if extra is not None and extra.shape != tokens.shape:
+            raise KGCError(f"extra shape {tuple(extra.shape)} != tokens shape {tuple(tokens.shape)}")
         keep = tokens != PAD_ID  # (B, L)
-        pos = (keep.long().cumsum(1) - 1).clamp_min(0)  # (B, L) position among non-pad tokens
-        x = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, L, D)
+        if extra is None:
+            pos = (keep.long().cumsum(1) - 1).clamp_min(0)  # (B, L) position among non-pad tokens
+            x = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, L, D)
+        else:
+            item = keep & (extra != PAD_ID)  # (B, L) context items share one position
+            seen = item.long().cumsum(1) > 0
+            pos = ((keep & ~item).long().cumsum(1) - 1 + seen.long()).clamp_min(0)  # (B, L)
+            x = self.tok_emb(tokens) + self.pos_emb(pos) + self.tok_emb(extra) * item[..., None].to(self.tok_emb.weight.dtype)
         if roles is not None:
             x = x + self.role_emb(roles)
         else:
@@ -164,6 +252,35 @@ class KGCModel(nn.Module):
             a, b = self.entity_offset, self.entity_offset + self.num_entities
             logits = torch.cat([logits[..., :a], logits[..., a:b] + self.ent_bias, logits[..., b:]], dim=-1)
         return logits
+
+    # ---- link prediction ---------------------------------------------------------------
+    def lp_forward(self, batch: LPBatch) -> LPOutput:
+        """Query vectors and pointer logits of a link-prediction batch (see :class:`LPOutput`)."""
+        h = self.encode(batch.tokens, None, batch.roles, batch.extra)  # (B, L, D)
+        rows = torch.arange(h.shape[0], device=h.device)
+        hq = h[rows, last_positions(batch.tokens)]  # (B, D) hidden state at the MASK
+        q = self.query_vectors(hq)  # (B, D)
+        if self.direct is not None:
+            q = q + self.direct(batch.anchors, batch.anchor_roles, batch.relation_token, batch.target_role,
+                                self.entity_weight())
+        if self.pointer is None or batch.extra is None:
+            return LPOutput(q)
+        item = (batch.extra != PAD_ID) & (batch.tokens != PAD_ID)  # (B, L)
+        logit = torch.einsum("bld,bd->bl", h, self.pointer(hq)) / math.sqrt(h.shape[-1])  # (B, L)
+        ent = torch.where(item, batch.tokens - self.entity_offset, torch.full_like(batch.tokens, -1))
+        return LPOutput(q, ent, logit * item.to(logit.dtype))
+
+    def lp_scores(self, batch: LPBatch) -> torch.Tensor:
+        """(B, E) scores over all entities: ``q @ W.T + bias``, plus each context item's pointer
+        logit on its entity (summed when an entity occurs in several items)."""
+        return self.lp_output_scores(self.lp_forward(batch))
+
+    def lp_output_scores(self, out: LPOutput) -> torch.Tensor:
+        """(B, E) scores of an :meth:`lp_forward` output."""
+        scores = F.linear(out.query, self.entity_weight(), self.ent_bias)  # (B, E)
+        if out.item_entity is not None:
+            scores = scores.scatter_add(1, out.item_entity.clamp_min(0), out.item_logit.to(scores.dtype))
+        return scores
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

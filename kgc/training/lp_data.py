@@ -21,38 +21,36 @@ from kgc.vocab import Vocabulary
 
 
 class QueryTensorDataset(Dataset):
-    """Rows of pre-tokenised queries: tokens (Q, L), roles (Q, L), target (Q,), query_index (Q,).
+    """Rows of one pre-built :class:`~kgc.models.batch.LPBatch` (a whole split: tokens, context
+    items, targets); ``collate`` cuts a batch of rows and drops its all-PAD columns.
 
     With ``answers`` = CSR ``(indptr (Q + 1,), indices (nnz,))`` every row is a KvsAll example whose
     targets are all its known train answers; batches then carry ``target_indptr``/``target_indices``.
     """
 
-    def __init__(self, tokens: torch.Tensor, roles: torch.Tensor, target: torch.Tensor, query_index: torch.Tensor,
-                 answers: tuple[torch.Tensor, torch.Tensor] | None = None):
-        self.tokens, self.roles, self.target, self.query_index = tokens, roles, target, query_index
+    def __init__(self, rows, answers: tuple[torch.Tensor, torch.Tensor] | None = None):
+        self.rows = rows
         self.answers = answers
 
     def __len__(self) -> int:
-        return int(self.tokens.shape[0])
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> int:
         return i
 
-    def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
+    def collate(self, idx: list[int]):
+        from kgc.evaluation.queries import select_rows
+
         ix = torch.as_tensor(idx, dtype=torch.long)
-        toks = self.tokens[ix]
-        width = int((toks != 0).sum(1).max()) if len(ix) else toks.shape[1]
-        out = {"tokens": toks[:, :width], "roles": self.roles[ix, :width], "target": self.target[ix],
-               "query_index": self.query_index[ix]}
+        out = select_rows(self.rows, ix)
         if self.answers is not None:
             indptr, indices = self.answers
             start, stop = indptr[ix], indptr[ix + 1]
             counts = stop - start
-            out["target_indptr"] = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-            offsets = torch.repeat_interleave(start - out["target_indptr"][:-1], counts)
-            out["target_indices"] = indices[offsets + torch.arange(int(counts.sum()))]
+            out.target_indptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            offsets = torch.repeat_interleave(start - out.target_indptr[:-1], counts)
+            out.target_indices = indices[offsets + torch.arange(int(counts.sum()))]
         return out
-
 
 
 class ResumableShuffleSampler(Sampler[int]):
@@ -90,9 +88,10 @@ class ResumableShuffleSampler(Sampler[int]):
         yield from self.order(epoch)[skip * self.batch_size:].tolist()
 
 
-def _tokenise(queries, vocab: Vocabulary, answers=None) -> QueryTensorDataset:
-    tokens, roles = queries.to_tokens(vocab)
-    return QueryTensorDataset(tokens, roles, queries.target.clone(), torch.arange(len(queries)), answers)
+def _tokenise(queries, vocab: Vocabulary, context=None, answers=None) -> QueryTensorDataset:
+    from kgc.evaluation.context import query_batch
+
+    return QueryTensorDataset(query_batch(queries, vocab, context), answers)
 
 
 def kvsall_queries(train_queries, num_entities: int):
@@ -119,11 +118,13 @@ class LinkPredictionDataModule(pl.LightningDataModule):
             (KvsAll: one example per distinct query, targets = all its train answers).
         vocab: the vocabulary (from the pretraining run, or built for this dataset).
         val_max_queries: validate on a fixed seeded subsample of this many valid queries (None = all).
+        context: a ``ContextConfig`` (the model's ``context`` section); every query then carries its
+            train-graph context (``kgc.evaluation.context``), built once per split at setup.
     """
 
     def __init__(self, dataset, vocab: Vocabulary, batch_size: int, eval_batch_size: int = 512,
                  val_max_queries: int | None = None, seed: int = 0, num_workers: int = 0,
-                 targets: str = "single"):
+                 targets: str = "single", context=None):
         super().__init__()
         if targets not in ("single", "all"):
             raise ValueError(f"targets must be 'single' or 'all', got {targets!r}")
@@ -135,6 +136,8 @@ class LinkPredictionDataModule(pl.LightningDataModule):
         self.val_max_queries = val_max_queries
         self.seed = seed
         self.num_workers = num_workers
+        self.context_cfg = context
+        self.context = None
         self.ds = None
         self.train_set = None
         self.lookups: dict[str, Callable] = {}
@@ -153,16 +156,20 @@ class LinkPredictionDataModule(pl.LightningDataModule):
         from kgc.evaluation.queries import LinkPredictionQueries
 
         self.ds = ds = load_dataset(self.dataset) if isinstance(self.dataset, str) else self.dataset
+        if self.context_cfg is not None:
+            from kgc.evaluation.context import QueryContext
+
+            self.context = QueryContext.for_dataset(ds, self.context_cfg)
         self.train_queries = LinkPredictionQueries.from_dataset(ds, "train")
         if self.targets == "all":
             uniq, answers = kvsall_queries(self.train_queries, ds.num_entities)
-            self.train_set = _tokenise(uniq, self.vocab, answers)
+            self.train_set = _tokenise(uniq, self.vocab, self.context, answers)
         else:
-            self.train_set = _tokenise(self.train_queries, self.vocab)
+            self.train_set = _tokenise(self.train_queries, self.vocab, self.context)
         self.filter = FilterIndex.for_dataset(ds)
         self.eval_queries = {}
         self.eval_sets = {}
-        for split, key in (("valid", "val"), ("test", "test")):
+        for split, key in (("valid", "val"),):  # the test split is read once, after training
             if split not in ds.splits or len(ds.splits[split]) == 0:
                 continue
             q = LinkPredictionQueries.from_dataset(ds, split)
@@ -170,7 +177,7 @@ class LinkPredictionDataModule(pl.LightningDataModule):
                 rng = np.random.default_rng([self.seed, 17])
                 q = q[torch.from_numpy(np.sort(rng.choice(len(q), self.val_max_queries, replace=False)))]
             self.eval_queries[key] = q
-            self.eval_sets[key] = _tokenise(q, self.vocab)
+            self.eval_sets[key] = _tokenise(q, self.vocab, self.context)
             self.lookups[key] = self._make_lookup(q)
 
     def _make_lookup(self, queries):

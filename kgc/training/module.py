@@ -5,12 +5,10 @@ A batch is either a *signal* batch (pretraining, ``pretrain_tasks.mixture.collat
     tokens (B, L), prefix_len (B,), labels (B, L) (-100 outside target positions), task (B,)
 
 and is trained by next-token prediction over the whole vocabulary, or a
-*link-prediction* batch (``kgc.training.lp_data``)::
-
-    tokens (B, L), roles (B, L), target (B,), [query_index (B,) in evaluation]
-
+*link-prediction* batch, a :class:`kgc.models.batch.LPBatch` (``kgc.training.lp_data``),
 trained with 1-N label-smoothed cross-entropy over all entities (fused by
-``kernels.linear_cross_entropy``). Validation logs per-task loss and token
+``kernels.linear_cross_entropy``; with a context pointer the (B, E) scores are formed
+densely and ``kernels.cross_entropy_from_logits`` takes the same loss). Validation logs per-task loss and token
 accuracy for signal batches and filtered MRR/Hits (realistic ranks) for
 link-prediction batches; every query is counted exactly once under DDP
 (ranks are gathered with their query index and de-duplicated).
@@ -25,17 +23,14 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Timer
 import torch
 
+from kgc.models.batch import LPBatch
 from kgc.training.checkpoint import CHECKPOINT_FORMAT
 from kgc.training.config import OptimConfig
 from kgc.vocab import TASKS, Vocabulary
 
 
-def last_positions(tokens: torch.Tensor) -> torch.Tensor:
-    """Index of the last non-pad token of each row: tokens (B, L) -> (B,)."""
-    keep = (tokens != 0).long()
-    L = tokens.shape[1]
-    idx = torch.arange(L, device=tokens.device).expand_as(tokens)
-    return (idx * keep).amax(dim=1)
+#: top-level model attributes trained at ``optim.embedding_lr`` (the identity path's tables)
+EMBEDDING_TABLES = ("tok_emb", "entity_emb", "ent_bias", "direct")
 
 
 class KGCLitModule(pl.LightningModule):
@@ -110,57 +105,46 @@ class KGCLitModule(pl.LightningModule):
         row = torch.nonzero(sel, as_tuple=True)[0]  # (N,) batch row of each target token
         return tok_loss.mean(), {"tok_loss": tok_loss.detach(), "correct": correct, "row": row}
 
-    def lp_query_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Query vectors (B, D) read at the queried (last) position."""
-        tokens = batch["tokens"]
-        h = self.model.encode(tokens, None, batch.get("roles"))  # (B, L, D)
-        last = last_positions(tokens)
-        hq = h[torch.arange(tokens.shape[0], device=tokens.device), last]  # (B, D)
-        return self.model.query_vectors(hq)
-
-    def lp_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def lp_loss(self, batch: LPBatch) -> torch.Tensor:
         import kernels
 
-        q = self.lp_query_vectors(batch)
-        if "target_indptr" in batch:  # KvsAll: uniform over every known train answer
-            return kernels.linear_cross_entropy(
-                q, self.model.entity_weight(), None, bias=self.model.entity_bias(),
-                label_smoothing=self.label_smoothing,
-                target_indptr=batch["target_indptr"], target_indices=batch["target_indices"],
-            )
-        return kernels.linear_cross_entropy(
-            q, self.model.entity_weight(), batch["target"], bias=self.model.entity_bias(),
-            label_smoothing=self.label_smoothing,
-        )
+        out = self.model.lp_forward(batch)
+        targets = dict(target=batch.target) if batch.target_indptr is None else dict(
+            target=None, target_indptr=batch.target_indptr, target_indices=batch.target_indices)
+        if out.item_entity is None:  # no pointer: fused output layer + loss
+            return kernels.linear_cross_entropy(out.query, self.model.entity_weight(), bias=self.model.entity_bias(),
+                                                label_smoothing=self.label_smoothing, **targets)
+        return kernels.cross_entropy_from_logits(self.model.lp_output_scores(out),
+                                                 label_smoothing=self.label_smoothing, **targets)
 
-    def shared_step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        bsz = batch["tokens"].shape[0]
-        if "labels" in batch:
-            loss, stats = self.signal_loss(batch)
-            task_of_tok = batch["task"][stats["row"]]
-            if stage == "train":
-                self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
-                for t in torch.unique(task_of_tok).tolist():
-                    m = task_of_tok == t
-                    name = self._task_name(t)
-                    self.log(f"train/{name}/loss", stats["tok_loss"][m].mean(), batch_size=int(m.sum()))
-                    self.log(f"train/{name}/acc", stats["correct"][m].mean(), batch_size=int(m.sum()))
-                if self.task_sampler is not None:
-                    per_row = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], stats["tok_loss"])
-                    cnt = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], torch.ones_like(stats["tok_loss"]))
-                    self.task_sampler.update(batch["task"].cpu().numpy(), (per_row / cnt.clamp_min(1)).cpu().numpy())
-            else:
-                # fixed-size per-task sums, reduced across processes at epoch end (DDP-safe)
-                T = len(self._task_names)
-                acc = self._val_task_stats
-                if acc is None or acc.device != loss.device:
-                    acc = self._val_task_stats = torch.zeros(3, T, dtype=torch.float64, device=loss.device)
-                acc[0].index_add_(0, task_of_tok, stats["tok_loss"].double())
-                acc[1].index_add_(0, task_of_tok, stats["correct"].double())
-                acc[2].index_add_(0, task_of_tok, torch.ones_like(stats["tok_loss"], dtype=torch.float64))
+    def shared_step(self, batch, stage: str) -> torch.Tensor:
+        if isinstance(batch, LPBatch):
+            loss = self.lp_loss(batch)
+            self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch), sync_dist=stage != "train")
             return loss
-        loss = self.lp_loss(batch)
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=bsz, sync_dist=stage != "train")
+        bsz = batch["tokens"].shape[0]
+        loss, stats = self.signal_loss(batch)
+        task_of_tok = batch["task"][stats["row"]]
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
+            for t in torch.unique(task_of_tok).tolist():
+                m = task_of_tok == t
+                name = self._task_name(t)
+                self.log(f"train/{name}/loss", stats["tok_loss"][m].mean(), batch_size=int(m.sum()))
+                self.log(f"train/{name}/acc", stats["correct"][m].mean(), batch_size=int(m.sum()))
+            if self.task_sampler is not None:
+                per_row = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], stats["tok_loss"])
+                cnt = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], torch.ones_like(stats["tok_loss"]))
+                self.task_sampler.update(batch["task"].cpu().numpy(), (per_row / cnt.clamp_min(1)).cpu().numpy())
+        else:
+            # fixed-size per-task sums, reduced across processes at epoch end (DDP-safe)
+            T = len(self._task_names)
+            acc = self._val_task_stats
+            if acc is None or acc.device != loss.device:
+                acc = self._val_task_stats = torch.zeros(3, T, dtype=torch.float64, device=loss.device)
+            acc[0].index_add_(0, task_of_tok, stats["tok_loss"].double())
+            acc[1].index_add_(0, task_of_tok, stats["correct"].double())
+            acc[2].index_add_(0, task_of_tok, torch.ones_like(stats["tok_loss"], dtype=torch.float64))
         return loss
 
     def _task_name(self, task: int) -> str:
@@ -171,7 +155,7 @@ class KGCLitModule(pl.LightningModule):
         return self.shared_step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
-        if "labels" in batch:
+        if not isinstance(batch, LPBatch):
             return self.shared_step(batch, "val")
         self._rank_batch(batch, "val")
 
@@ -179,22 +163,17 @@ class KGCLitModule(pl.LightningModule):
         self._rank_batch(batch, "test")
 
     # ---- link-prediction ranking -------------------------------------------------
-    def _rank_batch(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        from kgc.evaluation.ranks import filtered_ranks_from_vectors
+    def _rank_batch(self, batch: LPBatch, stage: str) -> None:
+        from kgc.evaluation.ranks import rank_output
 
-        q = self.lp_query_vectors(batch).float()
-        qi = batch["query_index"]
+        qi = batch.query_index
         lookup = self.filter_lookups.get(stage)
         if lookup is not None:
             indptr, indices = lookup(qi.cpu())
         else:
             indptr = torch.zeros(len(qi) + 1, dtype=torch.long)
             indices = torch.zeros(0, dtype=torch.long)
-        bias = self.model.entity_bias()
-        ranks = filtered_ranks_from_vectors(
-            q, self.model.entity_weight().float(), batch["target"], indptr.to(q.device), indices.to(q.device),
-            bias=None if bias is None else bias.float(),
-        )
+        ranks = rank_output(self.model, self.model.lp_forward(batch), batch.target, indptr, indices)
         self._val_ranks.append(torch.stack([ranks.optimistic, ranks.pessimistic], 1).float())
         self._val_index.append(qi)
 
@@ -246,13 +225,16 @@ class KGCLitModule(pl.LightningModule):
     # ---- optimisation --------------------------------------------------------------
     def configure_optimizers(self):
         cfg = self.optim_cfg
-        decay, no_decay = [], []
+        emb_lr = cfg.embedding_lr if cfg.embedding_lr is not None else cfg.lr
+        groups: dict[tuple[bool, bool], list] = {}
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.dim() < 2 or "norm" in name or name.endswith("bias") else decay).append(p)
+            decay = not (p.dim() < 2 or "norm" in name or name.endswith("bias"))
+            groups.setdefault((decay, name.split(".")[0] in EMBEDDING_TABLES), []).append(p)
         opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr": emb_lr if emb else cfg.lr}
+             for (decay, emb), ps in sorted(groups.items())],
             lr=cfg.lr, betas=tuple(cfg.betas),
         )
         horizon_s = self.max_time_s if cfg.horizon == "time" else None

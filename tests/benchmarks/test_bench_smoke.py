@@ -61,11 +61,13 @@ def test_quality_budget_kgc_smoke_on_umls(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    assert lines[-2].startswith("| kgc | transformer (scratch) |")
-    assert lines[-1].startswith("| PyKEEN 1.11.1 | ComplEx d=200 |") and lines[-1].endswith("| 1.000x |")
-    assert lines[-4].startswith("| system | model | budget |")
-    # no configs/finetune/cpu-budget/umls.yaml: the dataset's own config (it stops at 1,200 steps, inside 5 min)
-    assert "kgc fine-tuning config: configs/finetune/<dataset>.yaml" in proc.stdout
+    assert lines[-3].startswith("| kgc | transformer (scratch) |")
+    assert lines[-2].startswith("| PyKEEN 1.11.1 | ComplEx d=200 |") and lines[-2].endswith("| 1.000x |")
+    # the relation-frequency prior is the last row, the floor of the "above prior" column
+    assert lines[-1].startswith("| prior | relation-frequency prior") and "| +0.0000 |" in lines[-1]
+    assert "| above prior |" in lines[-5] and lines[-5].startswith("| system | model | budget |")
+    assert "relation-frequency prior: test MRR 0.6612" in proc.stdout
+    assert "kgc fine-tuning config: " in proc.stdout and "cpu-budget/umls.yaml" in proc.stdout
 
     res = json.loads(out.read_text())
     row = res["rows"][0]

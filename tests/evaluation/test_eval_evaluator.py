@@ -1,7 +1,12 @@
 import json
 
 import pytest
+import types
+
 import torch
+
+from kgc.models.base import last_positions
+from kgc.models.batch import LPOutput
 
 from kgc import KGCError
 from kgc.evaluation import (
@@ -157,6 +162,16 @@ class FakeModel(torch.nn.Module):
 
     def query_vectors(self, h):
         return 2 * h
+
+    # the link-prediction half of the model contract, as KGCModel implements it: read the MASK
+    cfg = types.SimpleNamespace(direct="none", context=types.SimpleNamespace(budget=0))
+
+    def lp_forward(self, batch):
+        h = self.encode(batch.tokens, None, batch.roles)
+        return LPOutput(self.query_vectors(h[torch.arange(h.shape[0]), last_positions(batch.tokens)]))
+
+    def lp_output_scores(self, out):
+        return out.query @ self.ent.T
 
     def entity_weight(self):
         return self.ent
