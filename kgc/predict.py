@@ -96,9 +96,12 @@ def predict(
     except KGCError:
         if filtered or model.cfg.context.budget > 0:
             raise
-    scorer = ModelScorer(model, vocab)
-    if ds is not None:
-        scorer = scorer.with_context_for(ds)  # the model's train-graph context, built as in evaluation
+    scorer = _CACHE.get("scorer")
+    if scorer is None:
+        scorer = ModelScorer(model, vocab)
+        if ds is not None:
+            scorer = scorer.with_context_for(ds)  # the model's train-graph context, built as in evaluation
+        _CACHE["scorer"] = scorer  # with the model: the context is built once per checkpoint
     with torch.no_grad():
         scores = scorer.scores(q)[0]
     known = set()
