@@ -294,28 +294,10 @@ class LinkPredictionQueries:
 def compact_batch(batch):
     """``batch`` rows with every all-PAD column removed (same meaning: pads are masked and positions
     count real tokens only); cuts a padded row block to the width its rows need."""
-    from kgc.models.batch import LPBatch
-
     keep = (batch.tokens != 0).any(0)
-    if bool(keep.all()):
-        return batch
-    cols = keep.nonzero(as_tuple=True)[0]
-    return LPBatch(
-        tokens=batch.tokens[:, cols], roles=batch.roles[:, cols],
-        extra=None if batch.extra is None else batch.extra[:, cols],
-        relation_token=batch.relation_token, anchors=batch.anchors, anchor_roles=batch.anchor_roles,
-        target_role=batch.target_role, target=batch.target, query_index=batch.query_index,
-        target_indptr=batch.target_indptr, target_indices=batch.target_indices,
-    )
+    return batch if bool(keep.all()) else batch.columns(keep.nonzero(as_tuple=True)[0])
 
 
 def select_rows(batch, ix: torch.Tensor):
-    """Rows ``ix`` of a full-split :class:`LPBatch` (no multi-label targets), compacted."""
-    from kgc.models.batch import LPBatch
-
-    pick = lambda t: None if t is None else t[ix]  # noqa: E731
-    return compact_batch(LPBatch(
-        tokens=batch.tokens[ix], roles=batch.roles[ix], extra=pick(batch.extra),
-        relation_token=batch.relation_token[ix], anchors=batch.anchors[ix], anchor_roles=batch.anchor_roles[ix],
-        target_role=batch.target_role[ix], target=batch.target[ix], query_index=batch.query_index[ix],
-    ))
+    """Rows ``ix`` of a full-split :class:`~kgc.models.batch.LPBatch` (no multi-label targets), compacted."""
+    return compact_batch(batch.rows(ix))

@@ -7,7 +7,7 @@ batches between devices field by field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -40,8 +40,25 @@ class LPBatch:
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
 
+    #: fields indexed by column as well as by row
+    COLUMN_FIELDS = ("tokens", "roles", "extra")
+    #: fields that are not per row (CSR multi-label targets)
+    CSR_FIELDS = ("target_indptr", "target_indices")
+
+    def _map(self, fn, names) -> "LPBatch":
+        return replace(self, **{n: None if getattr(self, n) is None else fn(getattr(self, n)) for n in names})
+
     def to(self, device) -> "LPBatch":
-        return LPBatch(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device) for f in fields(self)})
+        return self._map(lambda t: t.to(device), [f.name for f in fields(self)])
+
+    def rows(self, ix: torch.Tensor) -> "LPBatch":
+        """Rows ``ix`` (the CSR targets are dropped: they are set per batch by the data module)."""
+        out = self._map(lambda t: t[ix], [f.name for f in fields(self) if f.name not in self.CSR_FIELDS])
+        return replace(out, target_indptr=None, target_indices=None)
+
+    def columns(self, cols: torch.Tensor) -> "LPBatch":
+        """Token columns ``cols`` of every row (the per-query fields are unchanged)."""
+        return self._map(lambda t: t[:, cols], self.COLUMN_FIELDS)
 
 
 @dataclass
