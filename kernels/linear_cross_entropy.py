@@ -384,7 +384,7 @@ def _targets(hidden, weight, target, target_indptr, target_indices, ignore_index
             raise KGCError(f"{op}: target id {int(target[bad][0])} out of range [0, {E}) (row {int(bad.nonzero()[0])})")
         rows = valid.nonzero().squeeze(1)
         cols = target[rows]
-        coef = torch.ones(rows.numel(), device=dev, dtype=torch.float32)
+        coef = torch.ones(rows.numel(), device=dev, dtype=_config.compute_dtype(hidden.dtype))
         return rows, cols, coef, valid
     indptr = target_indptr.to(dev).long()
     cols = target_indices.to(dev).long()
@@ -394,7 +394,8 @@ def _targets(hidden, weight, target, target_indptr, target_indices, ignore_index
         raise KGCError(f"{op}: target_indices out of range [0, {E})")
     counts = indptr[1:] - indptr[:-1]
     rows = torch.repeat_interleave(torch.arange(B, device=dev), counts)
-    coef = (1.0 / counts.clamp_min(1).float())[rows]
+    # 1 / |T_i| in the compute dtype: float32 weights would cap float64 inputs at ~1e-8 relative error
+    coef = (1.0 / counts.clamp_min(1).to(_config.compute_dtype(hidden.dtype)))[rows]
     return rows, cols, coef, counts > 0
 
 

@@ -319,7 +319,7 @@ def run_finetuning(args: argparse.Namespace) -> int:
     if monitor and cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, check_on_train_epoch_end=False))
     trainer = build_trainer(run, cfg.trainer, monitor=monitor, mode="max", callbacks=callbacks,
-                            grad_clip=cfg.optim.grad_clip)
+                            grad_clip=cfg.optim.grad_clip, resume_from=resume_ckpt)
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
     train_time = time.time() - t0
     if not trainer.is_global_zero:

@@ -144,7 +144,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
         meta={"kind": "pretrain", "dataset": dm.ds.name, "model": to_dict(cfg.model), "signals": cfg.signals.names},
         task_sampler=dm.sampler if cfg.signals.sampler == "uncertainty" else None,
     )
-    trainer = build_trainer(run, cfg.trainer, grad_clip=cfg.optim.grad_clip)
+    trainer = build_trainer(run, cfg.trainer, grad_clip=cfg.optim.grad_clip, resume_from=ckpt_path)
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         run.update_meta(steps=int(trainer.global_step), wall_time_s=round(time.time() - t0, 1),

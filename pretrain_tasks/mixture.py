@@ -266,6 +266,10 @@ class WeightedTaskSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.num_samples
 
+    def probabilities(self) -> dict[str, float]:
+        """Task name -> sampling probability (the resolved fixed weights)."""
+        return dict(self.probs)
+
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.epoch, 11])
         names = list(self.probs)

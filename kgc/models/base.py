@@ -174,8 +174,10 @@ class KGCModel(nn.Module):
             nn.init.zeros_(self.head_norm.weight)
 
     # ---- encoder -------------------------------------------------------------
-    def _encode(self, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None) -> torch.Tensor:
-        """x (B, L, D) embeddings, keep (B, L), pos (B, L) -> (B, L, D) before the final norm."""
+    def _encode(self, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None,
+                at: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, D) embeddings, keep (B, L), pos (B, L) -> (B, L, D) before the final norm;
+        with ``at`` (B,) only the hidden states at those positions -> (B, D)."""
         raise NotImplementedError
 
     def encode(
@@ -184,11 +186,15 @@ class KGCModel(nn.Module):
         prefix_len: torch.Tensor | None = None,
         roles: torch.Tensor | None = None,
         extra: torch.Tensor | None = None,
+        at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens (B, L) int64 (0 = PAD), prefix_len (B,) | None, roles (B, L) | None,
         extra (B, L) | None (context items' label tokens, PAD elsewhere) -> h (B, L, D).
 
-        Hidden states at pad positions are zero."""
+        Hidden states at pad positions are zero. With ``at`` (B,) (non-pad positions, e.g. the
+        MASK of :func:`last_positions`) -> h (B, D), equal to ``encode(...)[arange(B), at]``; the
+        Transformer then skips the last block's other positions (the fast path of link
+        prediction without a pointer)."""
         if tokens.dim() != 2:
             raise KGCError(f"tokens must be (B, L), got shape {tuple(tokens.shape)}")
         Bsz, L = tokens.shape
@@ -212,6 +218,8 @@ class KGCModel(nn.Module):
         else:
             x = x + self.role_emb.weight[0]
         x = self.drop(x)
+        if at is not None:
+            return self.ln_f(self._encode(x, keep, pos, prefix_len, at))  # (B, D)
         h = self.ln_f(self._encode(x, keep, pos, prefix_len))  # (B, L, D)
         return h * keep[..., None].to(h.dtype)
 
@@ -256,14 +264,18 @@ class KGCModel(nn.Module):
     # ---- link prediction ---------------------------------------------------------------
     def lp_forward(self, batch: LPBatch) -> LPOutput:
         """Query vectors and pointer logits of a link-prediction batch (see :class:`LPOutput`)."""
-        h = self.encode(batch.tokens, None, batch.roles, batch.extra)  # (B, L, D)
-        rows = torch.arange(h.shape[0], device=h.device)
-        hq = h[rows, last_positions(batch.tokens)]  # (B, D) hidden state at the MASK
+        at = last_positions(batch.tokens)  # (B,) the MASK
+        pointer = self.pointer is not None and batch.extra is not None
+        if pointer:  # the pointer reads every item's final hidden state
+            h = self.encode(batch.tokens, None, batch.roles, batch.extra)  # (B, L, D)
+            hq = h[torch.arange(h.shape[0], device=h.device), at]  # (B, D) hidden state at the MASK
+        else:
+            hq = self.encode(batch.tokens, None, batch.roles, batch.extra, at=at)  # (B, D)
         q = self.query_vectors(hq)  # (B, D)
         if self.direct is not None:
             q = q + self.direct(batch.anchors, batch.anchor_roles, batch.relation_token, batch.target_role,
                                 self.entity_weight())
-        if self.pointer is None or batch.extra is None:
+        if not pointer:
             return LPOutput(q)
         item = (batch.extra != PAD_ID) & (batch.tokens != PAD_ID)  # (B, L)
         logit = torch.einsum("bld,bd->bl", h, self.pointer(hq)) / math.sqrt(h.shape[-1])  # (B, L)

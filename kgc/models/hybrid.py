@@ -84,8 +84,9 @@ class HybridModel(KGCModel):
             lin._residual_proj = True
         self.init_weights()
 
-    def _encode(self, x, keep, pos, prefix_len):
-        """x (B, L, D) -> (B, L, D), causal; ``prefix_len`` is ignored."""
+    def _encode(self, x, keep, pos, prefix_len, at=None):
+        """x (B, L, D) -> (B, L, D), causal; ``prefix_len`` is ignored. With ``at`` (B,) -> (B, D),
+        the rows ``at`` of the full output (the Mamba2 scan needs every position anyway)."""
         mask = attention_mask(keep, pos, None, causal=True)  # (B, 1, L, L)
         x0, k = x, 0
         for i, layer in enumerate(self.mamba):
@@ -93,4 +94,4 @@ class HybridModel(KGCModel):
             if (i + 1) % self.cfg.attn_every == 0:
                 x = x + self.shared_out[k](self.shared(x, x0, mask))
                 k += 1
-        return x
+        return x if at is None else x[torch.arange(x.shape[0], device=x.device), at]

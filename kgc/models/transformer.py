@@ -31,15 +31,27 @@ class SelfAttention(nn.Module):
         self.proj._residual_proj = True
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, L, D), mask (B, 1, L, L) bool -> (B, L, D)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, L, D), mask (B, 1, L, L) bool -> (B, L, D).
+
+        With ``at`` (B,) only the query at position ``at[b]`` of each row is computed (keys and
+        values still cover the whole row): -> (B, 1, D), equal to the full output's rows ``at``."""
         Bsz, L, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, L, D)
-        q, k, v = (t.view(Bsz, L, self.heads, D // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, H, L, Dh)
+        if at is None:
+            q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, L, D)
+        else:
+            rows = torch.arange(Bsz, device=x.device)
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[rows, at][:, None], w[:D], b[:D])  # (B, 1, D)
+            k, v = F.linear(x, w[D:], b[D:]).split(D, dim=2)  # 2 x (B, L, D)
+            mask = mask[rows, 0, at][:, None, None, :]  # (B, L) -> (B, 1, 1, L)
+        Lq = q.shape[1]
+        q = q.view(Bsz, Lq, self.heads, D // self.heads).transpose(1, 2)  # (B, H, Lq, Dh)
+        k, v = (t.view(Bsz, L, self.heads, D // self.heads).transpose(1, 2) for t in (k, v))  # (B, H, L, Dh)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
-        )  # (B, H, L, Dh)
-        y = y.transpose(1, 2).reshape(Bsz, L, D)  # (B, L, D)
+        )  # (B, H, Lq, Dh)
+        y = y.transpose(1, 2).reshape(Bsz, Lq, D)  # (B, Lq, D)
         return self.drop(self.proj(y))
 
 
@@ -58,7 +70,8 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm attention + MLP block. x (B, L, D), mask (B, 1, L, L) -> (B, L, D)."""
+    """Pre-norm attention + MLP block. x (B, L, D), mask (B, 1, L, L) -> (B, L, D);
+    with ``at`` (B,) only the positions ``at`` -> (B, 1, D) (see :meth:`SelfAttention.forward`)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -67,8 +80,9 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.dim)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        skip = x if at is None else x[torch.arange(x.shape[0], device=x.device), at][:, None]  # (B, L|1, D)
+        x = skip + self.attn(self.ln1(x), mask, at)
         return x + self.mlp(self.ln2(x))
 
 
@@ -82,9 +96,17 @@ class TransformerModel(KGCModel):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.init_weights()
 
-    def _encode(self, x, keep, pos, prefix_len):
-        """x (B, L, D) -> (B, L, D); prefix positions bidirectional, the rest causal."""
+    def _encode(self, x, keep, pos, prefix_len, at=None):
+        """x (B, L, D) -> (B, L, D); prefix positions bidirectional, the rest causal.
+
+        With ``at`` (B,) -> (B, D): the last block computes only those positions (its keys and
+        values still cover every token), which is what link prediction reads without a pointer."""
         mask = attention_mask(keep, pos, prefix_len, causal=False)  # (B, 1, L, L)
-        for block in self.blocks:
-            x = block(x, mask)
-        return x
+        for i, block in enumerate(self.blocks):
+            last = at is not None and i == len(self.blocks) - 1
+            x = block(x, mask, at if last else None)  # (B, L, D), the last one (B, 1, D) with ``at``
+        if at is None:
+            return x
+        if not self.blocks:  # no block: the embeddings at ``at``
+            return x[torch.arange(x.shape[0], device=x.device), at]
+        return x[:, 0]  # (B, 1, D) -> (B, D)

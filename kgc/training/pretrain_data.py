@@ -56,39 +56,50 @@ class SignalsConfig:
             raise ValueError(f"weights must be 'uniform', 'size' or a mapping, got {self.weights!r}")
 
 
-class TaskBucketBatchSampler(Sampler[list[int]]):
-    """Group a task sampler's index stream into single-task batches.
+class StepTaskBatchSampler(Sampler[list[int]]):
+    """Single-task batches indexed by the global optimiser step: a resumed run sees exactly the
+    batches an uninterrupted run would have seen.
 
-    The underlying sampler (fixed weights or uncertainty-driven) decides how often each task is
-    drawn; this only buffers its indices per task and emits a batch when a task's buffer holds
-    ``batch_size`` indices. Sequences of one signal have similar lengths (``lcc`` 5 tokens, ``khop``
-    up to 52), so batches carry little padding, while the task mixture over steps stays the
-    sampler's. Leftover partial buffers are emitted at the end of the epoch.
+    Batch ``g`` (global step ``g``) draws its task from ``task_sampler.probabilities()`` (fixed
+    weights, or the uncertainty sampler's current ones) and then ``batch_size`` examples of that
+    task uniformly with replacement, all from a generator seeded with ``(seed, g)`` alone.
+    Sequences of one signal have similar lengths (``lcc`` 5 tokens, ``khop`` up to 52), so a
+    batch carries little padding, and over steps the tasks follow the sampler's mixture. An
+    epoch is ``ceil(len(task_sampler) / batch_size)`` batches; each iteration reads the
+    (restored) global step from ``step_fn`` and yields the rest of that step's epoch (Lightning's
+    batch counters, restored from the checkpoint, end the epoch at the same batch). With fixed
+    weights the stream is a pure function of ``(seed, step)``; with the uncertainty sampler it also
+    depends on the sampler's state, which the checkpoint carries.
     """
 
-    def __init__(self, sampler, task_of: np.ndarray, batch_size: int):
-        self.sampler = sampler
-        self.task_of = task_of
-        self.batch_size = batch_size
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
+    def __init__(self, task_sampler, task_index: dict[int, np.ndarray], batch_size: int, seed: int,
+                 step_fn: Callable[[], int]):
+        self.task_sampler = task_sampler
+        self.task_index = task_index
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.step_fn = step_fn
+        self.steps_per_epoch = max(1, -(-len(task_sampler) // self.batch_size))
 
     def __len__(self) -> int:
-        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
+        return self.steps_per_epoch
+
+    def batch(self, step: int) -> list[int]:
+        """The indices of the batch at global step ``step`` (B,), all of one task."""
+        from kgc.vocab import TASKS
+
+        rng = np.random.default_rng([self.seed, 29, int(step)])
+        probs = self.task_sampler.probabilities()  # {signal name: p}
+        names = list(probs)
+        p = np.array([probs[n] for n in names], dtype=np.float64)
+        pool = self.task_index[TASKS.index(names[rng.choice(len(names), p=p / p.sum())])]
+        return pool[rng.integers(0, len(pool), size=self.batch_size)].tolist()
 
     def __iter__(self):
-        buffers: dict[int, list[int]] = {}
-        for i in self.sampler:
-            buf = buffers.setdefault(int(self.task_of[i]), [])
-            buf.append(i)
-            if len(buf) == self.batch_size:
-                yield buf
-                buffers[int(self.task_of[i])] = []
-        for buf in buffers.values():
-            if buf:
-                yield buf
+        step = int(self.step_fn() or 0)
+        end = (step // self.steps_per_epoch + 1) * self.steps_per_epoch
+        for g in range(step, end):
+            yield self.batch(g)
 
 
 class PretrainDataModule(pl.LightningDataModule):
@@ -157,11 +168,16 @@ class PretrainDataModule(pl.LightningDataModule):
         from pretrain_tasks import collate
 
         world = self.trainer.world_size if self.trainer is not None else 1
-        if world == 1:  # single-task batches: little padding (DDP keeps Lightning's distributed sampler)
-            batches = TaskBucketBatchSampler(self.sampler, self.train_set.task, self.batch_size)
+        if world == 1:  # single-task, step-indexed batches (DDP keeps Lightning's distributed sampler)
+            batches = StepTaskBatchSampler(self.sampler, self.train_set.task_index, self.batch_size, self.seed,
+                                           self._global_step)
             return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate,
                           num_workers=self.num_workers, drop_last=False)
+
+    def _global_step(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.global_step) if trainer is not None else 0
 
     def val_dataloader(self):
         from pretrain_tasks import collate

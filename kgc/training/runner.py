@@ -46,24 +46,52 @@ class _ResumableCSVLogger(CSVLogger):
     """CSVLogger that appends to an existing ``metrics.csv`` (a resumed run) instead of deleting it.
 
     Lightning's writer removes the file when the log folder is not empty, which threw away the
-    history of a killed run on ``--resume``. Rows logged after the last checkpoint appear twice
-    (the killed run's, then the resumed run's); readers keep the last row per step.
+    history of a killed run on ``--resume``. With ``keep_below_step`` (the global step of the
+    checkpoint the run resumes from) the rows the killed run logged at that step or later are
+    dropped first: the resumed run logs those steps again, so no step appears twice.
     """
+
+    def __init__(self, *args, keep_below_step: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._keep_below_step = keep_below_step
 
     @property
     @rank_zero_experiment
     def experiment(self):
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir, keep_below_step=self._keep_below_step)
         return self._experiment
 
 
 class _AppendingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str, keep_below_step: int | None = None):
+        self._keep_below_step = keep_below_step
+        super().__init__(log_dir)
+
     def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):  # keep the rows; learn the header to append under
-            with self._fs.open(self.metrics_file_path, "r", newline="") as fh:
-                self.metrics_keys = sorted(next(csv.reader(fh), []))
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as fh:
+            rows = list(csv.reader(fh))
+        header = rows[0] if rows else []
+        self.metrics_keys = sorted(header)  # keep the rows; learn the header to append under
+        if self._keep_below_step is None or "step" not in header:
+            return
+        col = header.index("step")
+        kept = [r for r in rows[1:] if r[col] == "" or int(float(r[col])) < self._keep_below_step]
+        if len(kept) < len(rows) - 1:
+            from kgc.utils.io import atomic_write
+
+            with atomic_write(self.metrics_file_path, "w") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                writer.writerows(kept)
+
+
+def checkpoint_step(path) -> int:
+    """The ``global_step`` stored in a Lightning checkpoint (memory-mapped: the tensors are not read)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
 
 
 class FinalCheckpoint(pl.Callback):
@@ -85,8 +113,14 @@ def build_trainer(
     callbacks: list | None = None,
     limit_val_batches: int | float | None = None,
     grad_clip: float = 0.0,
+    resume_from=None,
 ) -> pl.Trainer:
+    """The Trainer of ``run``; ``resume_from`` is the checkpoint ``fit`` will resume from (its step
+    bounds the CSV rows kept from the interrupted run)."""
+    from kgc.utils.alloc import tune_cpu_allocator
+
     quiet_lightning()
+    tune_cpu_allocator()  # large per-step buffers stay in the heap (kgc.utils.alloc)
     cbs = [
         ModelCheckpoint(
             dirpath=run.checkpoints, filename="step-{step}", every_n_train_steps=cfg.ckpt_every or None,
@@ -105,7 +139,9 @@ def build_trainer(
     max_time = None
     if cfg.max_time is not None:
         max_time = _dt.timedelta(seconds=parse_duration(cfg.max_time))
-    loggers = [_ResumableCSVLogger(run.logs, name="csv", version=""), TensorBoardLogger(run.logs, name="tb", version="")]
+    keep_below = checkpoint_step(resume_from) if resume_from else None
+    loggers = [_ResumableCSVLogger(run.logs, name="csv", version="", keep_below_step=keep_below),
+               TensorBoardLogger(run.logs, name="tb", version="")]
     return pl.Trainer(
         default_root_dir=run.path,
         max_steps=cfg.max_steps,

@@ -106,7 +106,7 @@ class RunDir:
         self.checkpoints.mkdir(exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         meta = {
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            "created": _dt.datetime.now().isoformat(timespec="microseconds"),
             "commit": git_commit(),
             "hardware": hardware(),
             **meta,
@@ -134,11 +134,15 @@ class RunDir:
 
 
 def find_latest_run(runs_root: str | os.PathLike, kind: str, dataset: str, fingerprint: str | None = None) -> RunDir | None:
-    """Newest run of ``kind`` for ``dataset`` (matching ``fingerprint`` if given) that has a last checkpoint."""
+    """Newest run of ``kind`` for ``dataset`` (matching ``fingerprint`` if given) that has a last checkpoint.
+
+    "Newest" is the largest ``created`` stamp of ``run.json`` (ISO 8601, microseconds; an older
+    seconds-only stamp compares as its ``.000000``), ties broken by folder name; folders without a
+    readable ``run.json`` are skipped."""
     root = Path(runs_root)
     if not root.is_dir():
         return None
-    best: tuple[str, RunDir] | None = None
+    best: tuple[tuple[str, str], RunDir] | None = None
     for meta_path in root.glob("*/run.json"):
         run = RunDir(meta_path.parent)
         try:
@@ -151,7 +155,7 @@ def find_latest_run(runs_root: str | os.PathLike, kind: str, dataset: str, finge
             continue
         if run.last_checkpoint() is None:
             continue
-        key = str(meta.get("created", ""))
+        key = (str(meta.get("created", "")), run.path.name)
         if best is None or key > best[0]:
             best = (key, run)
     return None if best is None else best[1]

@@ -1,19 +1,25 @@
 """Our filtered evaluator agrees with PyKEEN's RankBasedEvaluator on a PyKEEN-trained model (issue 9).
 
-Runs only when pykeen is installed (the ``bench`` extra). The model is a tiny ComplEx trained with
-LCWA for a few seconds on Nations; both evaluators rank the full test split, filtered against
-train+valid+test, both directions, under all three tie policies.
+Needs pykeen (the ``bench`` extra). CI installs it (``.ci/run`` sets ``KGC_CI=1``), and there a
+missing pykeen fails this module instead of skipping it; elsewhere the module skips, naming the
+extra. The model is a tiny ComplEx trained with LCWA for a few seconds on Nations; both evaluators
+rank the full test split, filtered against train+valid+test, both directions, under all three tie
+policies.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-pytest.importorskip("pykeen")
-torch = pytest.importorskip("torch")
+if os.environ.get("KGC_CI"):
+    import pykeen  # noqa: F401 - CI asserts the bench extra is installed
+else:
+    pytest.importorskip("pykeen", reason="pykeen is not installed (pip install -e '.[bench]')")
 
 
 def _load_common():
@@ -37,10 +43,7 @@ POLICIES = ("realistic", "optimistic", "pessimistic")
 def trained():
     from kgc.data import load_dataset
 
-    try:
-        ds = load_dataset("nations")
-    except Exception as exc:  # noqa: BLE001 - no network and no mirror
-        pytest.skip(f"nations not available: {exc}")
+    ds = load_dataset("nations")
     torch.set_num_threads(2)
     factories = C.pykeen_factories(ds)
     recipe = dict(C.pykeen_recipe("complex", "nations"), lr=1e-2)

@@ -36,12 +36,6 @@ def test_parse_duration_and_table():
 @pytest.mark.slow
 def test_quality_budget_kgc_smoke_on_umls(tmp_path):
     """kgc-only smoke of quality_budget: fine-tunes a few steps on UMLS and prints the quality table last."""
-    try:
-        from kgc.data import load_dataset
-
-        load_dataset("umls")
-    except Exception as exc:  # noqa: BLE001 - no network and no mirror
-        pytest.skip(f"umls not available: {exc}")
     import json
 
     out = tmp_path / "res.json"
@@ -74,3 +68,19 @@ def test_quality_budget_kgc_smoke_on_umls(tmp_path):
     assert row["system"] == "kgc" and 0 < row["metrics"]["mrr"] <= 1
     assert row["metrics"]["count"] == 2 * 661  # the full UMLS test set, both directions
     assert res["rows"][1]["model"] == "ComplEx d=200"
+
+
+@pytest.mark.slow
+def test_step_cost_smoke_on_umls(tmp_path):
+    """step_cost runs its three rows in subprocesses and reports them in order with ratios to the first."""
+    import json
+
+    out = tmp_path / "steps.json"
+    res = subprocess.run([sys.executable, str(BENCH / "step_cost.py"), "--dataset", "umls", "--smoke",
+                          "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ))
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["step"] for r in rows] == ["reference encoder", "single-row last block", "+ allocator tuning"]
+    assert all(r["median_s"] > 0 and r["parameters"] == rows[0]["parameters"] for r in rows)
+    assert res.stdout.strip().splitlines()[-3].startswith("| reference encoder |")

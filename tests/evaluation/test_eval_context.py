@@ -80,9 +80,9 @@ def test_context_never_leaks_wn18rr():
     assert (ent[torch.from_numpy(unseen)] < 0).all()
 
 
-def _model(ds, vocab, direct="complex", budget=6, seed=0):
+def _model(ds, vocab, direct="complex", budget=6, seed=0, layers=1):
     torch.manual_seed(seed)
-    cfg = ModelConfig(dim=16, layers=1, heads=2, dropout=0.0, attn_dropout=0.0, max_len=32, num_roles=8,
+    cfg = ModelConfig(dim=16, layers=layers, heads=2, dropout=0.0, attn_dropout=0.0, max_len=32, num_roles=8,
                       direct=direct, context=ContextConfig(budget=budget))
     model = build_model(cfg, len(vocab), vocab.num_entities, vocab.entity_offset).double().eval()
     with torch.no_grad():  # a trained-looking model: non-zero encoder output, non-identity roles
@@ -91,10 +91,13 @@ def _model(ds, vocab, direct="complex", budget=6, seed=0):
     return model
 
 
-def test_lp_scores_equal_brute_force_umls():
+@pytest.mark.parametrize("layers", [1, 2])
+def test_lp_scores_equal_brute_force_umls(layers):
+    """Scores of the contextual model, rebuilt from the full encoding: ComplEx direct term + query
+    vector at the MASK + each item's pointer logit against its final hidden state."""
     ds = load_dataset("umls")
     vocab = Vocabulary.build(ds)
-    model = _model(ds, vocab)
+    model = _model(ds, vocab, layers=layers)
     ctx = QueryContext.for_dataset(ds, model.cfg.context)
     q = LinkPredictionQueries.from_dataset(ds, "valid")[:40]
     batch = compact_batch(ctx.batch(q, vocab))

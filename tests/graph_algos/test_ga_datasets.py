@@ -10,8 +10,9 @@ NAMES = ["fb15k237", "wn18rr", "jf17k"]
 
 @pytest.fixture(scope="module", params=NAMES)
 def dataset(request, mirror):
-    data = pytest.importorskip("kgc.data")
-    return data.load_dataset(request.param)
+    from kgc.data import load_dataset
+
+    return load_dataset(request.param)
 
 
 def test_all_algorithms_on_real_train_graph(dataset):

@@ -44,6 +44,15 @@ def brute_force(facts, n, R, labels_used, f, K):
     return best
 
 
+def path_answers(facts, R, f, labels):
+    """The entities reached from fact f's head by following ``labels`` over the other facts' edges."""
+    frontier = {int(facts[f, 1])}
+    edges = ref_edges(facts, R, skip_fact=f)
+    for lab in labels:
+        frontier = {b for a, l2, b, _ in edges if l2 == lab and a in frontier}
+    return frontier
+
+
 def test_docstring_example():
     facts = np.array([[0, 0, 1], [1, 0, 2], [2, 2, 1], [1, 0, 3]])
     g = KGraph.from_facts(facts, num_entities=4, num_relations=3)
@@ -104,7 +113,12 @@ def test_small_beam_returns_valid_paths(data, K, beam):
         if res.length[f] < 0:
             continue
         _check_chain(res, f, facts, R, f, K)
-        # the reported answer-set size is that of the path
+        # the reported answer-set size and IG are those of the returned label path, recomputed here
+        labs = res.labels[f, : res.length[f]].tolist()
+        answers = path_answers(facts, R, f, labs)
+        assert int(facts[f, 2]) in answers
+        assert res.answer_size[f] == len(answers)
+        assert res.ig[f] == pytest.approx(math.log(n) - math.log(len(answers)), rel=0, abs=1e-12)
         assert res.ig[f] <= full.ig[f] + 1e-12
     # a found path implies the exhaustive search found one too
     assert not ((res.length >= 0) & (full.length < 0)).any()

@@ -199,3 +199,31 @@ def test_khop_non_binding_budget_equals_unlimited(k):
     ptr, hop, lab, ent = a
     for i, c in enumerate(centres.tolist()):
         assert set(ent[ptr[i]:ptr[i + 1]].tolist()) | {c} == set(nx.ego_graph(G, c, radius=k).nodes)
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "degree"])
+def test_khop_sampling_follows_its_distribution_chi_square(sampling):
+    """Budget 1 on a star: the one kept hop-1 neighbour is drawn with probability proportional to
+    ``log(1 + out_degree)`` (``degree``, Efraimidis-Spirakis with one draw is exactly that) or 1/m
+    (``uniform``). 6,000 draws: the right distribution passes a chi-square test, the other fails it."""
+    from scipy.stats import chisquare
+
+    extra = [0, 2, 8, 32, 0, 8]  # private out-neighbours of each leaf: very different degrees
+    facts, nxt = [], 1 + len(extra)
+    for i, d in enumerate(extra):
+        leaf = 1 + i
+        facts.append([0, 0, leaf])
+        for _ in range(d):
+            facts.append([1, leaf, nxt])
+            nxt += 1
+    g = KGraph.from_facts(np.array(facts), num_entities=nxt, num_relations=2)
+    leaves = np.arange(1, 1 + len(extra))
+    draws = 6000
+    ptr, hop, lab, ent = khop(g, np.zeros(draws, np.int64), k=1, budget=1, sampling=sampling, seed=7)
+    assert (np.diff(ptr) == 1).all() and (hop == 1).all() and np.isin(ent, leaves).all()
+    observed = np.array([(ent == v).sum() for v in leaves])
+    w = np.log1p(g.out_degree[leaves].astype(np.float64))
+    p_degree, p_uniform = w / w.sum(), np.full(len(leaves), 1 / len(leaves))
+    right, wrong = (p_degree, p_uniform) if sampling == "degree" else (p_uniform, p_degree)
+    assert chisquare(observed, right * draws).pvalue > 1e-3
+    assert chisquare(observed, wrong * draws).pvalue < 1e-9

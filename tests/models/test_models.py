@@ -8,7 +8,7 @@ import torch
 from kgc import KGCError
 from kgc.config import ConfigError
 from kgc.models import MODELS, ModelConfig, build_model, load_model_config, preset_names
-from kgc.models.base import attention_mask
+from kgc.models.base import attention_mask, last_positions
 from kgc.models.hybrid import HybridModel
 from kgc.models.mamba2 import Mamba2
 from kgc.models.transformer import Block
@@ -158,6 +158,38 @@ def test_shared_block_is_one_set_of_weights_applied_n_times():
     calls.clear()
     m.encode(rand_tokens(2, 6)).sum().backward()
     assert all(p.grad is not None for p in m.shared.parameters())
+
+
+# ---- the single-position fast path -----------------------------------------------------
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("preset", NAMES)
+def test_encode_at_positions_equals_full_encode(preset, layers):
+    """``encode(..., at=)`` (the Transformer computes only those positions in its last block) equals
+    the full encoding at those positions: padded rows, context items (``extra``), roles, any ``at``."""
+    m = make(preset, layers=layers, **({"attn_every": 1} if preset.startswith("hybrid") else {}))
+    tokens = rand_tokens(5, 8, seed=1)
+    tokens[0, 6:] = 0  # right padding
+    tokens[1, :3] = 0  # left padding
+    roles = torch.randint(0, 2, tokens.shape, generator=torch.Generator().manual_seed(2))
+    extra = torch.zeros_like(tokens)
+    extra[2:, 1:4] = rand_tokens(3, 3, seed=3)  # three context items in rows 2-4
+    rows = torch.arange(5)
+    for at in (last_positions(tokens), torch.tensor([0, 3, 2, 5, 7])):
+        for ex in (None, extra):
+            full = m.encode(tokens, None, roles, ex)[rows, at]  # (5, D)
+            fast = m.encode(tokens, None, roles, ex, at=at)
+            assert fast.shape == (5, m.cfg.dim)
+            torch.testing.assert_close(fast, full, rtol=1e-12, atol=1e-12)
+    # gradients agree as well (training takes this path without a pointer)
+    at = last_positions(tokens)
+    g_full = torch.autograd.grad(m.encode(tokens, None, roles)[rows, at].square().sum(), list(m.parameters()),
+                                 allow_unused=True)
+    g_fast = torch.autograd.grad(m.encode(tokens, None, roles, at=at).square().sum(), list(m.parameters()),
+                                 allow_unused=True)
+    for a, b in zip(g_full, g_fast):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
 
 
 # ---- padding -------------------------------------------------------------------------

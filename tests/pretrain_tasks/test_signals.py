@@ -13,6 +13,8 @@ from kgc.vocab import TASKS
 from pretrain_tasks import SIGNALS, get_signal, load_signal, parse_signals
 from pretrain_tasks.lcc import LCCSignal
 
+from lcc_reference import expected_lcc_buckets
+
 N = 300  # examples per signal on the synthetic KG (UMLS: all)
 _cache: dict = {}
 
@@ -190,13 +192,8 @@ def test_lcc_buckets_match_networkx(kg):
     G = kg.nx
     deg = np.array([G.degree(e) for e in range(kg.ds.num_entities)])
     cc = np.array([nx.clustering(G, e) for e in range(kg.ds.num_entities)])
-    act = np.flatnonzero(deg > 0)
     # documented bucket edges, recomputed independently
-    q = np.unique(np.quantile(deg[act].astype(float), np.arange(1, B) / B))
-    exp_d = np.searchsorted(q, deg, side="right")
-    nz = cc[act][cc[act] > 0]
-    qc = np.unique(np.quantile(nz, np.arange(1, B - 1) / (B - 1)))
-    exp_c = np.where(cc > 0, np.minimum(1 + np.searchsorted(qc, cc, side="right"), B - 1), 0)
+    exp_d, exp_c, act = expected_lcc_buckets(G, kg.ds.num_entities, B)
     ex = LCCSignal().generate(kg.ds, kg.graph, kg.vocab, seed=0)
     v = kg.vocab
     ents = ex.tokens[:, 1] - v.entity_offset

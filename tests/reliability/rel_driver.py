@@ -24,8 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 
 def _hang(marker: str) -> None:
     Path(marker).write_text(str(os.getpid()))

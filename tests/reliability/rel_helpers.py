@@ -11,22 +11,14 @@ import sys
 import time
 from pathlib import Path
 
+from training_helpers import TINY_MODEL  # tests/training_helpers.py
+
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).resolve().parent / "rel_driver.py"
 
 # tiny, dropout-free, deterministic fine-tuning on nations (3,184 train queries -> 25 steps/epoch at batch 128,
 # so 30 steps cross an epoch boundary); checkpoints every 5 steps, validation every 10
-TINY_FT = """
-model:
-  name: transformer
-  dim: 32
-  layers: 2
-  heads: 2
-  mlp_ratio: 2.0
-  dropout: 0.0
-  attn_dropout: 0.0
-  max_len: 96
-optim:
+TINY_FT = TINY_MODEL + """optim:
   lr: 3.0e-3
   warmup_steps: 5
 trainer:

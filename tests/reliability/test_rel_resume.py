@@ -14,6 +14,8 @@ from kgc.finetune import main as finetune_main
 from kgc.training.checkpoint import load_checkpoint_file
 from kgc.training.lp_data import ResumableShuffleSampler
 
+from training_helpers import TINY_MODEL
+
 from rel_helpers import ckpt_step, final_metrics, read_csv_metrics, series, sigkill, start_driver, wait_for, write_cfg
 
 pytestmark = pytest.mark.slow
@@ -129,3 +131,50 @@ def test_kill_at_random_point_resumes_from_last_complete_checkpoint(baseline, tm
     # training itself is exactly reproducible whatever the kill point (a kill during a validation
     # skips that validation on resume, so best.ckpt may differ: see docs/reliability.md)
     _assert_same_weights(run / "checkpoints" / "last.ckpt", base / "checkpoints" / "last.ckpt")
+
+
+# tiny deterministic pretraining on the synthetic KG: ~540 training sequences -> 17 steps/epoch at batch 32,
+# so 24 steps cross an epoch boundary; checkpoints every 4 steps, validation every 10
+TINY_PT = TINY_MODEL + """signals:
+  num_examples: 300
+optim:
+  lr: 3.0e-3
+  warmup_steps: 5
+trainer:
+  max_steps: 24
+  batch_size: 32
+  val_every: 10
+  ckpt_every: 4
+  log_every: 1
+  progress_bar: false
+  deterministic: true
+"""
+
+
+def test_pretraining_killed_after_a_checkpoint_resumes_to_the_uninterrupted_run(tmp_path):
+    """SIGKILL at the step-10 validation, two steps after the step-8 checkpoint: ``--resume`` ends with
+    the uninterrupted run's weights and the same logged losses, and no step is logged twice (the rows the
+    killed run wrote after its checkpoint are replaced, not duplicated)."""
+    from kgc.pretrain import main as pretrain_main
+
+    args = ["--signals", "lcc,random_walk", "--config", str(write_cfg(tmp_path, TINY_PT, "pt.yaml"))]
+    base = tmp_path / "base"
+    assert pretrain_main([*args, "--out", str(base)]) == 0
+    run, marker = tmp_path / "run", tmp_path / "m"
+    proc = start_driver("kgc.pretrain", *args, "--out", str(run), fault="validation:10", marker=marker,
+                        log=tmp_path / "kill.log")
+    try:
+        wait_for(marker.exists, proc, what="the validation at step 10")
+    finally:
+        sigkill(proc)
+    ck = run / "checkpoints"
+    assert ckpt_step(ck / "last.ckpt") == 8
+    killed = [s for s, _ in series(read_csv_metrics(run), "train/loss")]
+    assert max(killed) >= 9  # rows past the checkpoint: a resume must not log them again
+    assert pretrain_main(["--resume", str(run)]) == 0
+    assert ckpt_step(ck / "last.ckpt") == 24
+    _assert_same_weights(ck / "last.ckpt", base / "checkpoints" / "last.ckpt")
+    got, want = series(read_csv_metrics(run), "train/loss"), series(read_csv_metrics(base), "train/loss")
+    steps = [s for s, _ in got]
+    assert len(steps) == len(set(steps)), "a step was logged twice"
+    assert got == want

@@ -1,11 +1,6 @@
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-
-from training_helpers import TINY_FINETUNE, TINY_PRETRAIN, run_module  # noqa: E402,F401
+from training_helpers import TINY_FINETUNE, TINY_PRETRAIN, run_module  # noqa: F401 - tests/training_helpers.py
 
 
 def md_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:

@@ -109,3 +109,27 @@ def test_grid_resumes_an_interrupted_cell(grid, tmp_path):
     assert pt_ckpt.stat().st_mtime_ns == pt_stamp
     m = json.loads((cell / "metrics.json").read_text())
     assert m["finetune_steps"] == 6 and m["dataset"] == "umls"
+
+
+def test_cli_overrides_and_finetune_time_reach_every_cell(tmp_path):
+    """--pretrain-set reaches the pretraining run's resolved config, --finetune-set and
+    --budget-finetune-time reach every fine-tuning cell's (the cells record what they trained with)."""
+    from kgc.training.runs import RunDir
+
+    from report_helpers import TINY_FINETUNE, TINY_PRETRAIN
+
+    pt_cfg, ft_cfg = tmp_path / "pt.yaml", tmp_path / "ft.yaml"
+    pt_cfg.write_text(TINY_PRETRAIN)
+    ft_cfg.write_text(TINY_FINETUNE)
+    runs = tmp_path / "runs"
+    assert ablation_main(["--dataset", "umls", "--budget-pretrain-steps", "2", "--budget-finetune-steps", "3",
+                          "--budget-finetune-time", "10m", "--signals-set", "lcc", "--seeds", "0", "--runs", str(runs),
+                          "--pretrain-config", str(pt_cfg), "--finetune-config", str(ft_cfg),
+                          "--pretrain-set", "optim.lr=7.0e-4", "--finetune-set", "optim.lr=9.0e-4"]) == 0
+    grid = runs / "ablation-umls"
+    pt = RunDir(grid / "pretrain-lcc-s0").config()
+    assert pt["optim"]["lr"] == 7.0e-4 and pt["trainer"]["max_steps"] == 2
+    for cell in ("finetune-none-s0", "finetune-lcc-s0"):
+        m = json.loads((grid / cell / "metrics.json").read_text())
+        assert m["config"]["optim"]["lr"] == 9.0e-4, cell
+        assert m["config"]["trainer"]["max_time"] == "10m" and m["finetune_steps"] == 3, cell

@@ -209,3 +209,26 @@ def test_collect_ignores_pretraining_runs_and_report_folders(tmp_path, runs):
     warnings: list[str] = []
     recs = collect_runs(tmp_path, warn=warnings.append)
     assert [r.path.name for r in recs] == ["umls-ft"] and warnings == []
+
+
+def test_published_flag_and_the_kgc_runs_default(runs, tmp_path, monkeypatch, capsys):
+    """``--published FILE`` replaces the shipped file (its rows appear, the shipped ones do not), and
+    without ``--runs`` the runs folder is ``$KGC_RUNS``."""
+    from kgc.leaderboard import main as leaderboard_main
+
+    pub = tmp_path / "pub.yaml"
+    pub.write_text("version: sentinel-7\nresults:\n  - dataset: fb15k237\n    model: SentinelNet\n    mrr: 0.123\n"
+                   "    citation: a test row\n    source: https://example.org/sentinel\n")
+    monkeypatch.setenv("KGC_RUNS", str(runs))
+    out = tmp_path / "rep"
+    assert leaderboard_main(["--out", str(out), "--published", str(pub)]) == 0
+    md = (out / "leaderboard.md").read_text()
+    assert "SentinelNet" in md and "NBFNet" not in md and "HittER" not in md
+    record_mrr = _metrics(runs / "synthetic-ft")["metrics"]["mrr"]
+    assert fmt(record_mrr, "mrr") in md  # the runs under $KGC_RUNS were collected
+    # and the shipped file when --published is not given
+    out2 = tmp_path / "rep2"
+    assert leaderboard_main(["--out", str(out2)]) == 0
+    md2 = (out2 / "leaderboard.md").read_text()
+    assert "NBFNet" in md2 and "SentinelNet" not in md2
+    capsys.readouterr()

@@ -57,19 +57,98 @@ def test_predict_api_and_cli(umls_run):
     top = kgc.predict(ckpt, head="virus", relation="causes", k=5)
     assert len(top) == 5 and all({"entity", "id", "score", "known"} <= set(p) for p in top)
     assert [p["score"] for p in top] == sorted((p["score"] for p in top), reverse=True)
-    heads = kgc.predict(ckpt, relation="causes", tail="disease_or_syndrome", k=3, filtered=True)
-    assert all(not p["known"] for p in heads)
     with pytest.raises(KGCError, match="did you mean 'virus'"):
         kgc.predict(ckpt, head="viruss", relation="causes")
     res = run_module("kgc.predict", "--checkpoint", ckpt, "--head", "virus", "--relation", "cuases")
     assert res.returncode == 2 and "unknown relation 'cuases'" in res.stderr
 
 
+@pytest.mark.parametrize("direction", ["tail", "head"])
+def test_predict_filtered_is_unfiltered_minus_the_known_answers(umls_run, direction):
+    """The known answers are computed here from the raw UMLS splits (train + valid + test): a wrong filter
+    key or direction marks the wrong entities ``known``, and ``filtered=True`` must drop exactly those."""
+    from kgc.data import load_dataset
+
+    ckpt = json.loads((umls_run / "metrics.json").read_text())["checkpoint"]
+    ds = load_dataset("umls")
+    r, virus, disease = (ds.relation_to_id["causes"], ds.entity_to_id["virus"],
+                         ds.entity_to_id["disease_or_syndrome"])
+    facts, train = ds.all_facts(), ds.splits["train"]  # (N, 3) rows (relation, head, tail)
+    if direction == "tail":  # (virus, causes, ?)
+        query = dict(head="virus")
+        known = facts[(facts[:, 0] == r) & (facts[:, 1] == virus), 2]
+        in_train = train[(train[:, 0] == r) & (train[:, 1] == virus), 2]
+    else:  # (?, causes, disease_or_syndrome)
+        query = dict(tail="disease_or_syndrome")
+        known = facts[(facts[:, 0] == r) & (facts[:, 2] == disease), 1]
+        in_train = train[(train[:, 0] == r) & (train[:, 2] == disease), 1]
+    known = {ds.entity_names[i] for i in known.tolist()}
+    assert in_train.numel() > 0 and len(known) < ds.num_entities  # real train answers, and unknown ones
+    E = ds.num_entities
+    full = kgc.predict(ckpt, relation="causes", k=E, **query)
+    assert len(full) == E and len({p["entity"] for p in full}) == E
+    assert {p["entity"] for p in full if p["known"]} == known
+    assert {ds.entity_names[i] for i in in_train.tolist()} <= known
+    filtered = kgc.predict(ckpt, relation="causes", k=E, filtered=True, **query)
+    assert filtered == [p for p in full if not p["known"]]
+    top = kgc.predict(ckpt, relation="causes", k=3, filtered=True, **query)
+    assert top == filtered[:3]
+
+
+def test_evaluate_cli_flags_change_what_is_ranked(umls_run, tmp_path):
+    """--unfiltered, --tie-policy and --split each reach the evaluator: the CLI's numbers equal the
+    Python API's with the same setting, and each differs from the default run."""
+    from kgc.data import load_dataset
+    from kgc.evaluate import main as evaluate_main
+    from kgc.evaluation import ModelScorer, evaluate
+    from kgc.training.restore import load_model
+
+    ckpt = json.loads((umls_run / "metrics.json").read_text())["checkpoint"]
+
+    def cli(*args):
+        out = tmp_path / f"r{len(list(tmp_path.iterdir()))}.json"
+        assert evaluate_main(["--checkpoint", ckpt, "--out", str(out), *args]) == 0
+        return json.loads(out.read_text())
+
+    base, raw = cli(), cli("--unfiltered")
+    pessimistic, valid = cli("--tie-policy", "pessimistic"), cli("--split", "valid")
+    ds = load_dataset("umls")
+    model, vocab, _ = load_model(ckpt)
+    api = lambda split="test", **kw: evaluate(ModelScorer(model, vocab), ds, split, distributed=False, **kw)  # noqa: E731
+    assert base["filtered"] and base["metrics"] == api().metrics
+    assert not raw["filtered"] and raw["metrics"] == api(filtered=False).metrics
+    assert raw["metrics"]["mrr"] < base["metrics"]["mrr"]  # UMLS queries have many known answers
+    assert pessimistic["tie_policy"] == "pessimistic" and pessimistic["metrics"] == base["pessimistic"]
+    assert valid["split"] == "valid" and valid["num_queries"] == 2 * len(ds.splits["valid"])
+    assert valid["metrics"] == api("valid").metrics != base["metrics"]
+
+
+def test_predict_cli_filtered_json_equals_the_api(umls_run, capsys):
+    from kgc.predict import main as predict_main
+
+    ckpt = json.loads((umls_run / "metrics.json").read_text())["checkpoint"]
+    for extra, filtered in (([], False), (["--filtered"], True)):
+        assert predict_main(["--checkpoint", ckpt, "--head", "virus", "--relation", "causes", "-k", "135", "--json",
+                             *extra]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed == kgc.predict(ckpt, head="virus", relation="causes", k=135, filtered=filtered)
+        assert any(p["known"] for p in printed) != filtered  # all 135 entities: the known ones show up only unfiltered
+
+
 def test_finetune_starts_from_newest_pretraining_run(tmp_path, tiny_pretrain_cfg, tiny_finetune_cfg):
     runs = tmp_path / "runs"
-    assert pretrain_main(["--signals", "lcc,random_walk", "--config", str(tiny_pretrain_cfg), "--runs-root", str(runs),
-                          "--max-steps", "5"]) == 0
-    (pt,) = list(runs.iterdir())
+
+    def pretrain(*args):
+        before = set(runs.iterdir()) if runs.is_dir() else set()
+        assert pretrain_main(["--config", str(tiny_pretrain_cfg), "--runs-root", str(runs), *args]) == 0
+        (new,) = set(runs.iterdir()) - before
+        return new
+
+    # an older run of the same dataset, the expected one, then a newer run of another dataset
+    older = pretrain("--signals", "khop", "--max-steps", "3")
+    pt = pretrain("--signals", "lcc,random_walk", "--max-steps", "5")
+    other = pretrain("--dataset", "umls", "--signals", "lcc", "--max-steps", "2")
+    assert len({older, pt, other}) == 3
     out = tmp_path / "ft"
     # a model section/override cannot change the pretrained architecture (dim 48 is ignored, dropout is taken);
     # a vanishing learning rate keeps the fine-tuned weights at the pretrained ones, which shows they were loaded
