@@ -15,9 +15,8 @@ from kgc.config import ConfigError
 from kgc.finetune import BUDGET_DIR, CONFIG_DIR, dataset_layers, main as finetune_main
 from kgc.pretrain import main as pretrain_main
 
-from training_helpers import ROOT, TINY_MODEL
+from training_helpers import TINY_MODEL
 
-SHARED = ROOT.parent / "shared" / "datasets"
 
 TINY_CONTEXT = TINY_MODEL + """  direct: complex
   context:
@@ -70,10 +69,10 @@ def _write_folder(dst: Path, src: Path, n_train: int, n_eval: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def nary_run(tmp_path_factory):
-    """A real JF17K slice as a custom n-ary folder, fine-tuned with context."""
+def nary_run(tmp_path_factory, mirror):
+    """A real JF17K slice (from the dataset mirror) as a custom n-ary folder, fine-tuned with context."""
     root = tmp_path_factory.mktemp("nary")
-    folder = _write_folder(root / "jf17k-slice", SHARED / "JF17K-HypE", 3000, 300)
+    folder = _write_folder(root / "jf17k-slice", mirror / "JF17K-HypE", 3000, 300)
     cfg = root / "ctx.yaml"
     cfg.write_text(TINY_CONTEXT.replace("max_len: 96", "max_len: 96\n  num_roles: 8"))
     out = root / "run"
