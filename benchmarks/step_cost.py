@@ -16,7 +16,7 @@ Rows:
 * ``+ allocator tuning``: also ``kgc.utils.alloc.tune_cpu_allocator`` (what training processes use);
 * the same three with ``--kgc-set`` overrides given by ``--variant`` (e.g. 2 layers).
 
-The ratio column is each row's speed over the first row's.
+The ratio column is each row's speed over the first row's; peak RSS is the worker process's.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def worker(args) -> int:
 
     ds = load_dataset(args.dataset)
     times, desc, n = kgc_step_times(ds, args.batch_size, args.steps, args.warmup, args.kgc_set, cpu_budget=True)
-    print(json.dumps({"desc": desc, "parameters": n, "median_s": statistics.median(times)}))
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+    print(json.dumps({"desc": desc, "parameters": n, "median_s": statistics.median(times), "peak_rss_gib": rss}))
     return 0
 
 
@@ -100,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0][1]["median_s"]
     print(f"\nstep cost on {args.dataset}, batch {args.batch_size}, {args.threads} threads, median of {args.steps} steps "
           f"after {args.warmup} warm-up; ratio = speed / the first row's:")
-    table = [[label, f"{r['parameters'] / 1e6:.2f}M", f"{r['median_s'] * 1e3:.0f}", C.ratio(base, r["median_s"])]
-             for label, r in rows]
-    print(C.format_table(["step", "parameters", "ms / step", "speed-up"], table), flush=True)
+    table = [[label, f"{r['parameters'] / 1e6:.2f}M", f"{r['median_s'] * 1e3:.0f}", C.ratio(base, r["median_s"]),
+              f"{r['peak_rss_gib']:.2f} GiB"] for label, r in rows]
+    print(C.format_table(["step", "parameters", "ms / step", "speed-up", "peak RSS"], table), flush=True)
     C.write_json(args.json, {"machine": info, "dataset": args.dataset, "batch_size": args.batch_size,
                              "rows": [{"step": label, **r} for label, r in rows]})
     return 0
