@@ -294,10 +294,9 @@ def rank_queries(
                 if not isinstance(scores, torch.Tensor) or scores.shape != (len(batch), num_entities):
                     got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
                     raise KGCError(f"score(queries) must return ({len(batch)}, {num_entities}) scores, got {got}")
-                ec = entity_chunk or max(1, chunk_bytes // (12 * max(len(batch), 1)))
                 r = filtered_ranks_from_scores(
                     scores, batch.target.to(scores.device), indptr.to(scores.device), indices.to(scores.device),
-                    entity_chunk=ec,
+                    entity_chunk=entity_chunk, chunk_bytes=chunk_bytes,
                 )
             parts.append(r.cpu())
     return Ranks.cat(parts)

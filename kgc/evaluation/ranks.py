@@ -307,10 +307,12 @@ def filtered_ranks_from_scores(
     filter_indices: torch.Tensor,
     *,
     entity_chunk: int | None = None,
+    chunk_bytes: int | None = None,
 ) -> Ranks:
     """Ranks from a score matrix ``(B, E)`` (any float dtype; compared as given).
 
-    ``entity_chunk`` bounds the comparison temporaries to ``B x entity_chunk``.
+    ``entity_chunk`` bounds the comparison temporaries to ``B x entity_chunk``; without it,
+    ``chunk_bytes`` does (``entity_chunk = chunk_bytes / (12 B)``); with neither, whole rows.
     """
     if scores.dim() != 2:
         raise KGCError(f"scores must be (B, E), got shape {tuple(scores.shape)}")
@@ -323,6 +325,8 @@ def filtered_ranks_from_scores(
     frow, fidx = _filter_entries(target, filter_indptr, filter_indices, e)
     st = scores.gather(1, target.unsqueeze(1)).squeeze(1)
     counter = _Counter(target, st, frow, fidx)
+    if not entity_chunk and chunk_bytes:
+        entity_chunk = max(1, chunk_bytes // (_BYTES_PER_SCORE * max(b, 1)))
     step = e if not entity_chunk else max(1, int(entity_chunk))
     for c0 in range(0, e, step):
         counter.add(scores[:, c0 : c0 + step], c0)
@@ -461,5 +465,4 @@ def rank_output(model, out, target: torch.Tensor, filter_indptr: torch.Tensor, f
             bias=None if bias is None else bias.float(), chunk_bytes=chunk_bytes, use_kernel=use_kernel,
         )
     scores = model.lp_output_scores(out).float()
-    ec = max(1, chunk_bytes // (12 * max(scores.shape[0], 1)))
-    return filtered_ranks_from_scores(scores, target.to(device), filter_indptr, filter_indices, entity_chunk=ec)
+    return filtered_ranks_from_scores(scores, target.to(device), filter_indptr, filter_indices, chunk_bytes=chunk_bytes)

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Sampler
 
 from kgc import KGCError
-from kgc.vocab import SIGNALS
+from kgc.vocab import SIGNALS, TASKS
 
 
 @dataclass
@@ -86,8 +86,6 @@ class StepTaskBatchSampler(Sampler[list[int]]):
 
     def batch(self, step: int) -> list[int]:
         """The indices of the batch at global step ``step`` (B,), all of one task."""
-        from kgc.vocab import TASKS
-
         rng = np.random.default_rng([self.seed, 29, int(step)])
         probs = self.task_sampler.probabilities()  # {signal name: p}
         names = list(probs)

@@ -5,9 +5,10 @@ dense gradient of the token embedding (WN18RR: 41,003 x 256 floats, 42 MB) sever
 (B, E) logits and their gradient. glibc serves every allocation above its mmap threshold (at most
 32 MB, however it adapts) with a fresh ``mmap`` and returns it with ``munmap`` on free, so each of
 those buffers is page-faulted in again, zero-filled by the kernel, every step. Measured on the
-2-core CPU machine (WN18RR, the CPU-budget recipe, 1 layer, batch 256): 552 ms per step with
-glibc's defaults, 348 ms with ``M_MMAP_MAX = 0`` (large blocks come from the heap) and a trim
-threshold that keeps freed memory in the process (docs/benchmarks.md). PyTorch's CPU performance
+2-core CPU machine (``python benchmarks/step_cost.py --dataset wn18rr``: the CPU-budget recipe,
+batch 256): 407 ms per step with glibc's defaults, 229 ms with ``M_MMAP_MAX = 0`` (large blocks
+come from the heap) and a trim threshold that keeps freed memory in the process (peak RSS 0.83 ->
+1.09 GiB; docs/benchmarks.md). PyTorch's CPU performance
 guide recommends jemalloc or tcmalloc for the same reason; this is the no-dependency equivalent.
 
 The price: memory freed by training is not returned to the operating system until the process

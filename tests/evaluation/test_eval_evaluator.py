@@ -153,9 +153,10 @@ def test_callable_scorer_path_equals_vector_path():
         return scorer.query_vectors(tokens, roles) @ scorer.w.T + scorer.b
 
     a = evaluate(scorer, ds, "test", use_kernel=False)
-    b = evaluate(score, ds, "test", batch_size=7, entity_chunk=2)
-    assert torch.equal(a.ranks.optimistic, b.ranks.optimistic)
-    assert torch.equal(a.ranks.pessimistic, b.ranks.pessimistic)
+    for kw in ({"entity_chunk": 2}, {"chunk_bytes": 1}):  # explicit column chunks, or derived from the bound
+        b = evaluate(score, ds, "test", batch_size=7, **kw)
+        assert torch.equal(a.ranks.optimistic, b.ranks.optimistic)
+        assert torch.equal(a.ranks.pessimistic, b.ranks.pessimistic)
     with pytest.raises(KGCError, match="scores"):
         evaluate(lambda batch: torch.zeros(len(batch), 3), ds, "test")
     with pytest.raises(KGCError, match="cannot evaluate"):
