@@ -48,7 +48,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from graph_algos.graph import KGraph
 
 __all__ = ["CONTEXT_SAMPLING", "context_edge_order", "query_context"]

@@ -52,7 +52,7 @@ from functools import cached_property
 
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 __all__ = ["KGraph", "role_pairs"]
 

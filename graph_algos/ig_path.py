@@ -57,7 +57,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from graph_algos.graph import KGraph, _as_int64
 
 __all__ = ["IGPathResult", "ig_paths", "cached_ig_paths"]

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from graph_algos.graph import KGraph, check_nodes
 
 __all__ = ["khop"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from graph_algos.graph import KGraph, check_nodes
 
 __all__ = ["random_walk"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from graph_algos.graph import KGraph, _as_int64, check_nodes
 
 __all__ = ["bfs_distances", "shortest_paths"]

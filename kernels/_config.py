@@ -27,7 +27,7 @@ import os
 
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 IMPLS = ("auto", "triton", "chunked", "ref")
 DEFAULT_CHUNK_BYTES = 256 * 2**20

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kernels import _config
 
 if _config.HAS_TRITON:

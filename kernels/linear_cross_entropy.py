@@ -30,7 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kernels import _config
 
 if _config.HAS_TRITON:

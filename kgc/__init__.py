@@ -8,8 +8,7 @@ open points fixed in DESIGN.md / docs/decisions.md.
 __version__ = "0.1.0"
 
 
-class KGCError(Exception):
-    """Base class of every user-facing kgc error (CLIs print it as one line and exit 2)."""
+from kgc.errors import KGCError, Preempted  # noqa: E402  (re-exported: ``kgc.KGCError``, ``kgc.Preempted``)
 
 
 def __getattr__(name):  # lazy: keep `import kgc` cheap
@@ -17,6 +16,10 @@ def __getattr__(name):  # lazy: keep `import kgc` cheap
         from kgc.data import load_dataset
 
         return load_dataset
+    if name in ("run_finetuning", "run_pretraining"):
+        import kgc.api as _api
+
+        return getattr(_api, name)
     if name == "predict":  # the module is callable: kgc.predict(...) == kgc.predict.predict(...)
         import kgc.predict as _predict
 

@@ -201,7 +201,7 @@ def run_grid(dataset: str, pretrain_steps: int, finetune_steps: int, signal_sets
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kgc.ablation", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="kgc ablation", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="registered name or folder")
     p.add_argument("--budget-pretrain-steps", type=int, required=True, help="optimiser steps per pretraining run")

@@ -198,6 +198,25 @@ def load_config(
     return from_dict(cls, data, where=where)
 
 
+def read_user_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """A ``--config`` layer: a YAML file (top level must be a mapping) or, from the Python API, a mapping."""
+    if isinstance(config, Mapping):
+        return _deepcopy(dict(config))
+    loaded = read_yaml(config)
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{config}: top level must be a mapping")
+    return loaded
+
+
+def config_source(config: str | Path | Mapping[str, Any] | None) -> str | None:
+    """How errors name a ``--config`` layer: its path, or ``config mapping`` for one given in Python."""
+    if config is None:
+        return None
+    return "config mapping" if isinstance(config, Mapping) else str(config)
+
+
 def _merge(a: dict, b: Mapping) -> dict:
     out = _deepcopy(a)
     for k, v in b.items():

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from kgc.training.restore import dataset_for, load_model
     from kgc.utils.io import write_json
 
-    p = argparse.ArgumentParser(prog="python -m kgc.evaluate", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="kgc evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="a kgc checkpoint (.ckpt)")
     p.add_argument("--dataset", help="dataset name or folder (default: the checkpoint's dataset)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])

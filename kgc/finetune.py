@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kgc import KGCError
-from kgc.cli import add_training_flags, flag_overrides, run_cli
-from kgc.config import ConfigError, _merge, apply_overrides, from_dict, to_dict
+from kgc.cli import add_training_flags, console_flags, flag_overrides, run_cli
+from kgc.config import _merge, apply_overrides, config_source, from_dict, read_user_config, to_dict
 from kgc.models.config import ModelConfig, check_context_fits, load_model_config
-from kgc.training.config import OptimConfig, TrainerConfig, parse_duration
+from kgc.training.config import LoggingConfig, OptimConfig, TrainerConfig, parse_duration
+from kgc.resources import config_dir
+from kgc.utils.console import result as result_line, say
 from kgc.utils.io import read_yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "finetune"
+CONFIG_DIR = config_dir("finetune")
 
 
 @dataclass
@@ -76,6 +78,7 @@ class FinetuneConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     published: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -83,6 +86,36 @@ class FinetuneConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a fine-tuning run returns (:func:`kgc.run_finetuning`): its ``metrics.json`` content,
+    its run folder and the checkpoint it evaluated (``best.ckpt`` by validation MRR, else ``last.ckpt``)."""
+
+    metrics: dict[str, Any]
+    run_dir: Path
+    checkpoint: Path
+
+    @property
+    def test_evaluated(self) -> bool:
+        """False for a run made with ``--skip-test`` (validation only)."""
+        return "metrics" in self.metrics
+
+    @property
+    def mrr(self) -> float | None:
+        """Test MRR under the run's tie policy (``None`` with ``--skip-test``)."""
+        return float(self.metrics["metrics"]["mrr"]) if self.test_evaluated else None
+
+    @property
+    def valid_mrr(self) -> float | None:
+        """Validation MRR of the evaluated checkpoint (``None`` for a dataset without validation)."""
+        valid = self.metrics.get("valid")
+        return None if not valid else float(valid["metrics"]["mrr"])
+
+    def hits(self, k: int) -> float | None:
+        """Test Hits@k (k in 1, 3, 10; ``None`` with ``--skip-test``)."""
+        return float(self.metrics["metrics"][f"hits@{k}"]) if self.test_evaluated else None
 
 
 def size_defaults(ds) -> dict[str, Any]:
@@ -115,8 +148,8 @@ def pretrained_architecture(requested: ModelConfig, pretrained: dict[str, Any]) 
     ignored = [k for k, v in pretrained.items() if k not in FINETUNE_TUNABLE_MODEL_KEYS and merged.get(k) != v]
     merged.update({k: v for k, v in pretrained.items() if k not in FINETUNE_TUNABLE_MODEL_KEYS})
     if ignored:
-        print(f"[kgc] keeping the pretrained architecture: ignored model.{', model.'.join(ignored)} "
-              f"(only {', '.join(FINETUNE_TUNABLE_MODEL_KEYS)} can change when fine-tuning a checkpoint)", flush=True)
+        say(f"keeping the pretrained architecture: ignored model.{', model.'.join(ignored)} "
+              f"(only {', '.join(FINETUNE_TUNABLE_MODEL_KEYS)} can change when fine-tuning a checkpoint)")
     return from_dict(ModelConfig, merged, where="pretrained model config")
 
 
@@ -149,6 +182,23 @@ def dataset_layers(name: str, budget_recipe: bool) -> list[Path]:
     return [own] if own.is_file() else []
 
 
+def base_layers(ds, dataset: str, args) -> tuple[dict[str, Any], list[Path]]:
+    """The first layers of fine-tuning's merge order, and the dataset files among them::
+
+        configs/finetune/default.yaml -> size_defaults(ds) -> dataset_layers(ds.name)
+        (then, in run(): checkpoint architecture or --model preset -> --config -> --set -> flags)
+
+    ``dataset`` is the name or folder as given (stored as ``dataset``); ``args`` needs ``max_time``
+    and ``accelerator`` (they choose the CPU-budget recipe)."""
+    base = read_yaml(CONFIG_DIR / "default.yaml") or {}
+    base["dataset"] = dataset
+    base = _merge(base, size_defaults(ds))
+    layers = dataset_layers(ds.name, budget_recipe=uses_budget_recipe(args))
+    for layer in layers:
+        base = _merge(base, read_yaml(layer) or {})
+    return base, layers
+
+
 def find_init(args, ds, runs_root: str) -> Path | None:
     """The checkpoint to start from: --init, else the newest pretraining run of this dataset, else None."""
     from kgc.training.runs import find_latest_run
@@ -173,19 +223,32 @@ def find_init(args, ds, runs_root: str) -> Path | None:
     return None if run is None else run.last_checkpoint()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kgc.finetune", description=__doc__.split("\n\n")[0],
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kgc finetune`` / ``python -m kgc.finetune`` argument parser."""
+    p = argparse.ArgumentParser(prog="kgc finetune", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help="registered name or folder (default: the built-in synthetic KG)")
     p.add_argument("--init", help="pretraining checkpoint (or run folder) to start from")
     p.add_argument("--from-scratch", action="store_true", help="do not start from a pretraining checkpoint")
     p.add_argument("--model", help="model preset when training from scratch (transformer, hybrid, ...)")
+    p.add_argument("--skip-test", action="store_true",
+                   help="evaluate the chosen checkpoint on validation only, never on test (e.g. HPO trials)")
     add_training_flags(p)
-    args = p.parse_args(argv)
-    return run_finetuning(args)
+    return p
 
 
-def run_finetuning(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with console_flags(args):
+        run(args)
+    return 0
+
+
+def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneResult | None":
+    """Fine-tune as the parsed ``args`` say (the CLI and :func:`kgc.api.run_finetuning` both come here).
+
+    ``callbacks``: extra Lightning callbacks (e.g. an HPO pruner). Returns the result on rank 0
+    (``None`` on the other ranks of a multi-process run)."""
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import EarlyStopping
@@ -198,7 +261,8 @@ def run_finetuning(args: argparse.Namespace) -> int:
     from kgc.training.lp_data import LinkPredictionDataModule
     from kgc.training.module import KGCLitModule
     from kgc.training.runner import build_trainer
-    from kgc.training.runs import RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, git_commit, hardware, slug, timestamp
+    from kgc.training.runs import (RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, git_commit,
+                                   hardware, new_run_path)
     from kgc.utils.io import write_json
     from kgc.vocab import Vocabulary
     from pretrain_tasks import build_vocab
@@ -229,14 +293,11 @@ def run_finetuning(args: argparse.Namespace) -> int:
             if init_path and resume_ckpt is None:
                 init_state = load_checkpoint_file(init_path)["state_dict"]
     else:
-        base = read_yaml(CONFIG_DIR / "default.yaml") or {}
-        dataset = args.dataset or base.get("dataset", "synthetic")
+        dataset = args.dataset or (read_yaml(CONFIG_DIR / "default.yaml") or {}).get("dataset", "synthetic")
         ds = load_dataset(dataset)
-        base["dataset"] = dataset
-        base = _merge(base, size_defaults(ds))
-        for layer in dataset_layers(ds.name, budget_recipe=uses_budget_recipe(args)):
-            base = _merge(base, read_yaml(layer) or {})
-            print(f"[kgc] config layer {layer}", flush=True)
+        base, layers = base_layers(ds, dataset, args)
+        for layer in layers:
+            say(f"config layer {layer}")
         init_path = find_init(args, ds, args.runs_root)
         init_state = None
         graph = KGraph.from_dataset(ds)
@@ -257,31 +318,27 @@ def run_finetuning(args: argparse.Namespace) -> int:
                          "checkpoint": str(init_path)}
             if args.model:
                 raise KGCError("--model cannot change the architecture of a pretrained checkpoint; use --from-scratch")
-            print(f"[kgc] starting from pretraining checkpoint {init_path} "
-                  f"(signals {init_meta['signals']}, {init_meta['pretrain_steps']} steps)", flush=True)
+            say(f"starting from pretraining checkpoint {init_path} "
+                  f"(signals {init_meta['signals']}, {init_meta['pretrain_steps']} steps)")
         else:
             if args.model:
                 base["model"] = dataclasses.asdict(load_model_config(args.model))
-            print("[kgc] training from scratch" + (" (--from-scratch)" if args.from_scratch else
-                  f" (no pretraining run of {ds.name} in {args.runs_root})"), flush=True)
+            say("training from scratch" + (" (--from-scratch)" if args.from_scratch else
+                  f" (no pretraining run of {ds.name} in {args.runs_root})"))
         if args.config:
-            user = read_yaml(args.config)
-            if not isinstance(user, dict):
-                raise ConfigError(f"{args.config}: top level must be a mapping")
-            base = _merge(base, user)
+            base = _merge(base, read_user_config(args.config))
         cfg = from_dict(FinetuneConfig, apply_overrides(base, list(args.overrides) + flag_overrides(args)),
-                        where=args.config or "finetune config")
+                        where=config_source(args.config) or "finetune config")
         if init_state is not None:
             cfg.model = pretrained_architecture(cfg.model, kmeta["model"])
         check_context_fits(cfg.model, ds.max_arity,
-                           where=f"checkpoint {init_path}" if init_state is not None else (args.config or "finetune config"))
+                           where=f"checkpoint {init_path}" if init_state is not None else (config_source(args.config) or "finetune config"))
         if cfg.model.num_roles < ds.max_arity:  # role ids run to max_arity - 1: an IndexError mid-training otherwise
             raise KGCError(f"model.num_roles={cfg.model.num_roles} is below the maximum arity {ds.max_arity} of "
                            f"{ds.name}; set model.num_roles >= {ds.max_arity}")
         tag = "scratch" if init_path is None else ("pt-" + "+".join(init_meta.get("signals") or ["?"]) if
                                                    len(init_meta.get("signals") or []) < 5 else "pt-all")
-        name = args.out or str(Path(args.runs_root) / slug(f"{ds.name}-finetune-{tag}-{cfg.model.name}-{timestamp()}"))
-        run = RunDir(name)
+        run = RunDir(new_run_path(args.out, args.runs_root, f"{ds.name}-finetune-{tag}-{cfg.model.name}"))
         if run.meta_path.exists():
             raise KGCError(f"{run.path}: run folder exists; pass --resume {run.path} to continue it or another --out")
         run.create({"kind": "finetune", "dataset": ds.name, "fingerprint": ds.fingerprint, "model": cfg.model.name,
@@ -289,7 +346,7 @@ def run_finetuning(args: argparse.Namespace) -> int:
                    to_dict(cfg))
         vocab.save(run.vocab_path)
     announce_run_dir(run, str(resume_ckpt) if resume_ckpt else None)
-    print(f"[kgc] run folder: {run.path}", flush=True)
+    say(f"run folder: {run.path}")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -305,25 +362,29 @@ def run_finetuning(args: argparse.Namespace) -> int:
         missing = [k for k in missing if not k.startswith(FINETUNE_NEW_PARAMS)]
         if unexpected or missing:
             raise KGCError(f"checkpoint {init_path} does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    print(f"[kgc] {ds.name}: {len(dm.train_set)} training queries, "
+    say(f"{ds.name}: {len(dm.train_set)} training queries, "
           f"{len(dm.eval_sets.get('val', [])) if dm.has_validation else 0} validation queries; "
-          f"model {cfg.model.name} {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
+          f"model {cfg.model.name} {model.num_parameters() / 1e6:.2f}M parameters")
     # dataset_source: what load_dataset() takes (a registered name or the custom folder), so evaluate and
     # predict find a custom folder's train graph (for the context and the filter) without --dataset
     meta = {"kind": "finetune", "dataset": ds.name, "dataset_source": str(cfg.dataset), "model": to_dict(cfg.model)}
     module = KGCLitModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
                           max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
                           label_smoothing=cfg.label_smoothing, filter_lookups=dm.lookups, meta=meta)
-    callbacks = []
+    callbacks = list(callbacks or [])
     monitor = "val/mrr" if dm.has_validation else None
     if monitor and cfg.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=cfg.patience, check_on_train_epoch_end=False))
     trainer = build_trainer(run, cfg.trainer, monitor=monitor, mode="max", callbacks=callbacks,
-                            grad_clip=cfg.optim.grad_clip, resume_from=resume_ckpt)
+                            grad_clip=cfg.optim.grad_clip, resume_from=resume_ckpt,
+                            logging_cfg=cfg.logging, hparams=to_dict(cfg))
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+    from kgc.training.preemption import raise_if_preempted
+
+    raise_if_preempted(trainer)  # a preempted run stops here (exit 75 via run_cli), before any evaluation
     train_time = time.time() - t0
     if not trainer.is_global_zero:
-        return 0
+        return None
     best = run.checkpoints / "best.ckpt"
     chosen = best if best.is_file() else run.last_checkpoint()
     if chosen is None:
@@ -332,15 +393,21 @@ def run_finetuning(args: argparse.Namespace) -> int:
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     model.eval()
     scorer = ModelScorer(model, vocab, dm.context)
-    result = evaluate(scorer, ds, "test", batch_size=cfg.eval.batch_size,
-                      tie_policy=cfg.eval.tie_policy, chunk_bytes=cfg.eval.chunk_mb * 2**20, distributed=False)
-    val_result = None
-    if dm.has_validation:
-        val_result = evaluate(scorer, ds, "valid", batch_size=cfg.eval.batch_size,
-                              tie_policy=cfg.eval.tie_policy, chunk_bytes=cfg.eval.chunk_mb * 2**20,
-                              distributed=False)
+    from kgc.training.progress import heartbeat
+
+    say(f"final evaluation of {chosen.name}" + (" on validation only (--skip-test)" if args.skip_test else ""))
+    with heartbeat("final evaluation", cfg.logging.every_s):  # a batch log gets a line at least every every_s
+        result = None
+        if not args.skip_test:  # the test split is read once, here, after selection on validation
+            result = evaluate(scorer, ds, "test", batch_size=cfg.eval.batch_size, tie_policy=cfg.eval.tie_policy,
+                              chunk_bytes=cfg.eval.chunk_mb * 2**20, distributed=False)
+        val_result = None
+        if dm.has_validation:
+            val_result = evaluate(scorer, ds, "valid", batch_size=cfg.eval.batch_size, tie_policy=cfg.eval.tie_policy,
+                                  chunk_bytes=cfg.eval.chunk_mb * 2**20, distributed=False)
     metrics = {
-        **result.to_dict(),
+        **(result.to_dict() if result is not None else {}),
+        "test_evaluated": result is not None,
         "valid": None if val_result is None else {"metrics": val_result.metrics, "pessimistic": val_result.pessimistic},
         "checkpoint": str(chosen),
         "run": str(run.path),
@@ -358,10 +425,13 @@ def run_finetuning(args: argparse.Namespace) -> int:
         "hardware": hardware(),
     }
     write_json(run.metrics_path, metrics)
-    run.update_meta(steps=int(trainer.global_step), finished=True, test_mrr=result.mrr)
-    print(f"[kgc] {result.summary()}", flush=True)
-    print(f"[kgc] metrics written to {run.metrics_path}", flush=True)
-    return 0
+    from kgc.training.tracking import log_final_metrics
+
+    log_final_metrics(trainer, run.metrics_path, metrics)  # test metrics + metrics.json to MLflow / W&B
+    run.update_meta(steps=int(trainer.global_step), finished=True, test_mrr=None if result is None else result.mrr)
+    result_line((result or val_result).summary())
+    result_line(f"metrics written to {run.metrics_path}")
+    return FinetuneResult(metrics=metrics, run_dir=run.path, checkpoint=Path(chosen))
 
 
 if __name__ == "__main__":

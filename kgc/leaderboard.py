@@ -48,7 +48,7 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, publis
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kgc.leaderboard", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="kgc leaderboard", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=os.environ.get("KGC_RUNS", "runs"), help="folder of run folders (default runs/)")
     p.add_argument("--out", default="reports", help="where the report files go (default reports/)")

@@ -119,7 +119,7 @@ def predict(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kgc.predict", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="kgc predict", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--head")
     p.add_argument("--relation", required=True)

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kgc import KGCError
-from kgc.cli import add_training_flags, flag_overrides, run_cli
-from kgc.config import ConfigError, apply_overrides, from_dict, to_dict
+from kgc.cli import add_training_flags, console_flags, flag_overrides, run_cli
+from kgc.config import apply_overrides, config_source, from_dict, read_user_config, to_dict
 from kgc.models.config import ModelConfig, load_model_config
-from kgc.training.config import OptimConfig, TrainerConfig, parse_duration
+from kgc.training.config import LoggingConfig, OptimConfig, TrainerConfig, parse_duration
 from kgc.training.pretrain_data import SignalsConfig
+from kgc.resources import config_dir
+from kgc.utils.console import result as result_line, say
 from kgc.utils.io import read_yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "pretrain"
+CONFIG_DIR = config_dir("pretrain")
 
 
 @dataclass
@@ -40,6 +42,7 @@ class PretrainConfig:
     signals: SignalsConfig = field(default_factory=SignalsConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
 def resolve_config(args: argparse.Namespace) -> PretrainConfig:
@@ -56,36 +59,54 @@ def resolve_config(args: argparse.Namespace) -> PretrainConfig:
         preset = dataclasses.asdict(load_model_config(args.model))
         base["model"] = _merge(preset, {k: v for k, v in (base.get("model") or {}).items() if k == "max_len"})
     if args.config:
-        user = read_yaml(args.config)
-        if not isinstance(user, dict):
-            raise ConfigError(f"{args.config}: top level must be a mapping")
-        base = _merge(base, user)
+        base = _merge(base, read_user_config(args.config))
     overrides = list(args.overrides) + flag_overrides(args)
     if args.signals:
         overrides.append(f"signals.names=[{','.join(s.strip() for s in args.signals.split(','))}]")
     data = apply_overrides(base, overrides)
-    return from_dict(PretrainConfig, data, where=args.config or "pretrain config")
+    return from_dict(PretrainConfig, data, where=config_source(args.config) or "pretrain config")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kgc.pretrain", description=__doc__.split("\n\n")[0],
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kgc pretrain`` / ``python -m kgc.pretrain`` argument parser."""
+    p = argparse.ArgumentParser(prog="kgc pretrain", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help="registered name or folder (default: the built-in synthetic KG)")
     p.add_argument("--signals", help="'all' or a comma list of: random_walk, shortest_path, khop, ig_path, lcc")
     p.add_argument("--model", help="model preset: transformer, hybrid (or any configs/model/*.yaml name or path)")
     add_training_flags(p)
-    args = p.parse_args(argv)
-    return run_pretraining(args)
+    return p
 
 
-def run_pretraining(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with console_flags(args):
+        run(args)
+    return 0
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What a pretraining run returns (:func:`kgc.run_pretraining`): its run folder, the final
+    checkpoint (``checkpoints/last.ckpt``, what ``kgc finetune --init`` takes), steps and signals."""
+
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    signals: list[str]
+
+
+def run(args: argparse.Namespace, callbacks: list | None = None) -> PretrainResult | None:
+    """Pretrain as the parsed ``args`` say (the CLI and :func:`kgc.api.run_pretraining` both come here).
+
+    ``callbacks``: extra Lightning callbacks. Returns the result on rank 0 (``None`` on other ranks)."""
     import pytorch_lightning as pl
 
     from kgc.models import build_model
     from kgc.training.module import KGCLitModule
     from kgc.training.pretrain_data import PretrainDataModule
     from kgc.training.runner import build_trainer
-    from kgc.training.runs import RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, slug, timestamp
+    from kgc.training.runs import RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, new_run_path
 
     ckpt_path = None
     child = child_run_dir()
@@ -109,16 +130,18 @@ def run_pretraining(args: argparse.Namespace) -> int:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     t0 = time.time()
     dm = PretrainDataModule(cfg.dataset, cfg.signals, cfg.trainer.batch_size, seed=cfg.seed,
-                            num_workers=cfg.trainer.num_workers, log=lambda m: print(f"[kgc] {m}", flush=True))
-    dm.prepare_data()
-    dm.setup("fit")
+                            num_workers=cfg.trainer.num_workers, log=say)
+    from kgc.training.progress import heartbeat
+
+    with heartbeat("building the pretraining signals", cfg.logging.every_s):  # a log line at least every every_s
+        dm.prepare_data()
+        dm.setup("fit")
     vocab = dm.vocab
     sig_tag = "all" if sorted(cfg.signals.names) == sorted(SignalsConfig().names) else "+".join(cfg.signals.names)
     if child is not None:
         run = child
     elif not args.resume:
-        name = args.out or str(Path(args.runs_root) / slug(f"{dm.ds.name}-pretrain-{sig_tag}-{cfg.model.name}-{timestamp()}"))
-        run = RunDir(name)
+        run = RunDir(new_run_path(args.out, args.runs_root, f"{dm.ds.name}-pretrain-{sig_tag}-{cfg.model.name}"))
         if run.meta_path.exists():
             raise KGCError(f"{run.path}: run folder exists; pass --resume {run.path} to continue it or another --out")
         run.create(
@@ -131,27 +154,32 @@ def run_pretraining(args: argparse.Namespace) -> int:
         from kgc.vocab import Vocabulary
 
         Vocabulary.load(run.vocab_path).check_compatible(vocab, what=f"{run.path} vocabulary")
-        print(f"[kgc] resuming from {ckpt_path}", flush=True)
+        say(f"resuming from {ckpt_path}")
     announce_run_dir(run, ckpt_path)
-    print(f"[kgc] run folder: {run.path}", flush=True)
-    print(f"[kgc] {dm.ds.name}: {dm.ds.num_entities} entities, {dm.ds.num_relations} relations; "
-          f"signals {dict(dm.sizes)} ({time.time() - t0:.1f}s to build)", flush=True)
+    say(f"run folder: {run.path}")
+    say(f"{dm.ds.name}: {dm.ds.num_entities} entities, {dm.ds.num_relations} relations; "
+          f"signals {dict(dm.sizes)} ({time.time() - t0:.1f}s to build)")
     model = build_model(cfg.model, len(vocab), vocab.num_entities, vocab.entity_offset)
-    print(f"[kgc] model {cfg.model.name}: {model.num_parameters() / 1e6:.2f}M parameters", flush=True)
+    say(f"model {cfg.model.name}: {model.num_parameters() / 1e6:.2f}M parameters")
     module = KGCLitModule(
         model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
         max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
         meta={"kind": "pretrain", "dataset": dm.ds.name, "model": to_dict(cfg.model), "signals": cfg.signals.names},
         task_sampler=dm.sampler if cfg.signals.sampler == "uncertainty" else None,
     )
-    trainer = build_trainer(run, cfg.trainer, grad_clip=cfg.optim.grad_clip, resume_from=ckpt_path)
+    trainer = build_trainer(run, cfg.trainer, grad_clip=cfg.optim.grad_clip, resume_from=ckpt_path,
+                            callbacks=callbacks, logging_cfg=cfg.logging, hparams=to_dict(cfg))
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    from kgc.training.preemption import raise_if_preempted
+
+    raise_if_preempted(trainer)  # a preempted run stops here (exit 75 via run_cli), before any evaluation
     if trainer.is_global_zero:
         run.update_meta(steps=int(trainer.global_step), wall_time_s=round(time.time() - t0, 1),
                         finished=trainer.global_step >= cfg.trainer.max_steps)
-        print(f"[kgc] done: {trainer.global_step} steps in {time.time() - t0:.0f}s; checkpoints in {run.checkpoints}",
-              flush=True)
-    return 0
+        result_line(f"done: {trainer.global_step} steps in {time.time() - t0:.0f}s; checkpoints in {run.checkpoints}")
+        return PretrainResult(run_dir=run.path, checkpoint=run.checkpoints / "last.ckpt",
+                              steps=int(trainer.global_step), signals=list(cfg.signals.names))
+    return None
 
 
 if __name__ == "__main__":

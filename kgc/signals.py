@@ -52,7 +52,7 @@ def cmd_list(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kgc.signals", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="kgc signals", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("show", help="print generated sequences with entity/relation names")
     s.add_argument("--dataset", default="synthetic", help="registry name or folder (default: synthetic)")

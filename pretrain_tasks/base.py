@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.config import from_dict, load_config
 from kgc.vocab import TASKS, Vocabulary
 

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from graph_algos.khop import khop
-from kgc import KGCError
+from kgc.errors import KGCError
 
 from .base import Signal, active_entities, signal_rng
 from .mixture import SignalExamples, pack

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.vocab import TASKS
 
 IGNORE_INDEX = -100

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from kgc import KGCError
+from kgc.errors import KGCError
+from kgc.resources import config_dir
 from kgc.vocab import SIGNALS as SIGNAL_NAMES
 
 from .base import Signal
@@ -25,7 +26,7 @@ SIGNALS: dict[str, type[Signal]] = {
 assert tuple(SIGNALS) == SIGNAL_NAMES
 
 #: Folder of the per-signal YAML defaults (``configs/signals/<name>.yaml``).
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "signals"
+CONFIG_DIR = config_dir("signals")
 
 
 def _valid() -> str:

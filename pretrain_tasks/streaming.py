@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 from .base import Signal
 from .mixture import resolve_weights

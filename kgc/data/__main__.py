@@ -17,7 +17,7 @@ from kgc import KGCError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kgc.data", description="kgc datasets: stats, audit, download")
+    p = argparse.ArgumentParser(prog="kgc data", description="kgc datasets: stats, audit, download")
     sub = p.add_subparsers(dest="command", required=True)
     st = sub.add_parser("stats", help="counts and audit of a dataset (name, folder, manifest .yaml or synthetic)")
     st.add_argument("dataset", nargs="?", default="synthetic", help="registered name, folder, manifest or 'synthetic'")

@@ -7,10 +7,9 @@ columns, CRLF, a leading instance-id column in JF17K test files), the expected
 counts, the license and the citation.  The facts come from the offline mirror's
 ``MANIFEST.json``.
 
-The folder is located relative to this source file
-(``Path(__file__).resolve().parents[2] / "datasets"``), i.e. the repository
-root of an editable install / source checkout.  ``KGC_DATASETS_DIR`` overrides
-it (e.g. for a wheel install that ships the manifests elsewhere).
+The manifests ship as package data (:func:`kgc.resources.manifests_dir`: the
+repository's ``datasets/`` in a checkout, a copy inside an installed wheel).
+``KGC_DATASETS_DIR`` overrides the folder (e.g. a site's own manifests).
 
 Manifests are read with ``yaml.safe_load`` and validated strictly: a missing
 or mistyped key is a one-line :class:`kgc.KGCError` naming the file and key.
@@ -36,7 +35,9 @@ def datasets_dir() -> Path:
     env = os.environ.get("KGC_DATASETS_DIR")
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "datasets"
+    from kgc.resources import manifests_dir
+
+    return manifests_dir()
 
 
 @dataclass(frozen=True)

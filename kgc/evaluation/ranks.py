@@ -190,8 +190,16 @@ def _get_numba_count():
 
         def _run(block, st, tgt, fptr, fidx, col0, gt, ge, nan):
             # as many threads as torch's intra-op setting (numba would otherwise take every core)
-            numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-            _count_rows(block, st, tgt, fptr, fidx, col0, gt, ge, nan)
+            threads = torch.get_num_threads()
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+            try:
+                _count_rows(block, st, tgt, fptr, fidx, col0, gt, ge, nan)
+            finally:
+                # numba's OpenMP threading layer, started by the first parallel call, resets the OpenMP
+                # thread count torch shares: training after the first validation then ran on more
+                # threads (other float sums in LayerNorm's backward) than a run resumed past it
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
 
         _numba_count = _run
     return _numba_count or None

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 from kgc.config import ConfigError, load_config
+from kgc.resources import config_dir
 
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "model"
+PRESET_DIR = config_dir("model")
 
 
 @dataclass

@@ -175,6 +175,9 @@ def collect_runs(runs_dir: str | os.PathLike, warn: Callable[[str], None] | None
         except OSError as exc:
             warn(f"skipping {folder}: cannot read metrics.json ({exc.strerror})")
             continue
+        if isinstance(data, dict) and data.get("test_evaluated") is False:
+            warn(f"skipping {folder}: the test split was not evaluated (--skip-test)")
+            continue
         try:
             rec = parse_metrics(data, metrics_path)
         except KGCError as exc:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from kgc import KGCError
 from kgc.utils.io import read_yaml
 
-PUBLISHED_PATH = Path(__file__).resolve().parent / "published.yaml"
+PUBLISHED_PATH = Path(str(files("kgc.reports") / "published.yaml"))
 DATASETS = ("fb15k237", "wn18rr", "jf17k", "jf17k-sir")
 FRACTION_KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
 ALLOWED_KEYS = {"dataset", "model", "mr", "tie_policy", "citation", "source", "note", *FRACTION_KEYS}

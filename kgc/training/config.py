@@ -69,8 +69,11 @@ class TrainerConfig:
     ckpt_every: checkpoint every N steps (a killed run loses at most this many).
     log_every: log every N steps. precision: ``auto`` = bf16-mixed on CUDA, 32 on
     CPU. accelerator/devices/strategy: as Lightning takes them (``ddp`` works on
-    CPU with gloo). deterministic: ``torch.use_deterministic_algorithms``.
-    num_workers: DataLoader workers.
+    CPU with gloo). num_nodes: machines of a multi-node DDP run (Lightning's ``num_nodes``; under
+    SLURM every task is launched by ``srun``, see the README). deterministic:
+    ``torch.use_deterministic_algorithms``. num_workers: DataLoader workers.
+    progress_bar: ``false`` (``--no-progress``) turns Lightning's progress bar off wherever
+    ``logging.progress`` would show it (plain step lines are unaffected).
     """
 
     max_steps: int = 2000
@@ -83,12 +86,13 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"
+    num_nodes: int = 1
     deterministic: bool = False
     num_workers: int = 0
     progress_bar: bool = True
 
     def validate(self) -> None:
-        for key in ("max_steps", "batch_size"):
+        for key in ("max_steps", "batch_size", "num_nodes"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         for key in ("val_every", "ckpt_every", "num_workers"):
@@ -98,6 +102,87 @@ class TrainerConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.max_time is not None:
             parse_duration(self.max_time)
+
+
+#: the loggers ``logging.loggers`` may name (Lightning's CSV, TensorBoard, MLflow and W&B loggers)
+LOGGER_NAMES = ("csv", "tensorboard", "mlflow", "wandb")
+#: the progress modes of ``logging.progress``
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+
+
+@dataclass
+class MLflowConfig:
+    """The MLflow tracker (``logging.loggers: [..., mlflow]``; needs ``pip install 'kgc[mlflow]'``).
+
+    tracking_uri: the tracking store; ``null`` = ``sqlite:///<root>/mlflow.db``, where ``<root>`` is
+    the folder holding the run folder (the runs root, ``runs/``, unless ``--out`` puts the run
+    elsewhere), so the runs of one root share a store (MLflow 3 refuses the plain file store).
+    experiment_name: ``null`` = ``kgc-<kind>`` (``kgc-pretrain`` / ``kgc-finetune``).
+    run_name: ``null`` = the run folder's name.
+    artifact_location: where a *new* experiment keeps its artifacts; ``null`` = ``<root>/mlartifacts``
+    beside a local SQLite store, the store's own default otherwise.
+    """
+
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+    run_name: str | None = None
+    artifact_location: str | None = None
+
+
+@dataclass
+class WandbConfig:
+    """The Weights & Biases tracker (``logging.loggers: [..., wandb]``; needs ``pip install 'kgc[wandb]'``).
+
+    project: the W&B project. mode: ``offline`` (default: files in the run folder's ``logs/wandb``,
+    upload later with ``wandb sync``), ``online`` (needs ``wandb login``) or ``disabled``.
+    entity: team or user (``null`` = your default). run_name: ``null`` = the run folder's name.
+    tags: W&B run tags.
+    """
+
+    project: str = "kgc"
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    entity: str | None = None
+    run_name: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoggingConfig:
+    """What a training run logs and prints (the top-level ``logging:`` section of both CLIs).
+
+    loggers: Lightning loggers, any of ``csv`` (``logs/csv/metrics.csv``), ``tensorboard``
+    (``logs/tb``), ``mlflow`` and ``wandb`` (``--logger a,b`` sets this list). The resolved config is
+    logged to each as hyperparameters; fine-tuning also logs its test metrics and ``metrics.json``
+    to MLflow and W&B.
+    progress: ``auto`` = Lightning's progress bar when stdout is a terminal, plain step lines
+    otherwise (a batch job, CI, ``> log.txt``); ``bar``, ``lines`` or ``none`` force one
+    (``trainer.progress_bar: false`` / ``--no-progress`` turns the bar off; ``--quiet`` both).
+    every_n_steps / every_s: a step line every N optimiser steps or S seconds of training or
+    validation, whichever comes first (0 turns that rule off; not both).
+    """
+
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])
+    progress: Literal["auto", "bar", "lines", "none"] = "auto"
+    every_n_steps: int = 100
+    every_s: float = 20.0
+    mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def validate(self) -> None:
+        unknown = [n for n in self.loggers if n not in LOGGER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown logger {unknown[0]!r} in loggers; valid loggers: {', '.join(LOGGER_NAMES)}")
+        self.loggers = list(dict.fromkeys(self.loggers))  # a name given twice is one logger
+        if self.progress not in PROGRESS_MODES:
+            raise ValueError(f"progress must be one of {', '.join(PROGRESS_MODES)}, got {self.progress!r}")
+        if self.every_n_steps < 0 or self.every_s < 0:
+            raise ValueError(f"every_n_steps and every_s must be >= 0, got {self.every_n_steps}, {self.every_s}")
+        if self.every_n_steps == 0 and self.every_s == 0:
+            raise ValueError("every_n_steps and every_s cannot both be 0")
+        if any(n in ("mlflow", "wandb") for n in self.loggers):
+            from kgc.training.tracking import check_loggers_available
+
+            check_loggers_available(self)  # a missing extra fails here, before any run folder exists
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")

@@ -13,6 +13,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from torch.utils.data import DataLoader, Sampler
 
 from kgc import KGCError
@@ -166,12 +167,17 @@ class PretrainDataModule(pl.LightningDataModule):
         from pretrain_tasks import collate
 
         world = self.trainer.world_size if self.trainer is not None else 1
+        # an explicit generator: a DataLoader iterator without one draws its base seed from the global
+        # torch RNG, which would shift dropout after each epoch boundary (and break the RNG restore
+        # of a resumed run, kgc.training.preemption.RNGStateCallback)
+        g = torch.Generator().manual_seed(self.seed)
         if world == 1:  # single-task, step-indexed batches (DDP keeps Lightning's distributed sampler)
             batches = StepTaskBatchSampler(self.sampler, self.train_set.task_index, self.batch_size, self.seed,
                                            self._global_step)
-            return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers)
+            return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
+                              generator=g)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate,
-                          num_workers=self.num_workers, drop_last=False)
+                          num_workers=self.num_workers, drop_last=False, generator=g)
 
     def _global_step(self) -> int:
         trainer = getattr(self, "trainer", None)

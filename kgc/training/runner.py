@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import os
 import warnings
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from kgc.training.checkpoint import AtomicCheckpointIO
-from kgc.training.config import TrainerConfig, parse_duration
-from kgc.training.runs import RunDir
+from kgc.training.config import LoggingConfig, TrainerConfig, parse_duration
+from kgc.training.progress import StepLines, resolve_progress
+from kgc.training.preemption import PreemptionCheckpoint, RNGStateCallback
+from kgc.training.runs import RunDir, is_launch_rank_zero
+from kgc.utils.console import say
 
 
 def _devices(value: str):
@@ -114,13 +116,22 @@ def build_trainer(
     limit_val_batches: int | float | None = None,
     grad_clip: float = 0.0,
     resume_from=None,
+    logging_cfg: LoggingConfig | None = None,
+    hparams: dict | None = None,
 ) -> pl.Trainer:
     """The Trainer of ``run``; ``resume_from`` is the checkpoint ``fit`` will resume from (its step
-    bounds the CSV rows kept from the interrupted run)."""
+    bounds the CSV rows kept from the interrupted run). ``logging_cfg`` (default: CSV + TensorBoard,
+    progress ``auto``) picks the loggers and the progress display (kgc.training.tracking,
+    kgc.training.progress); ``hparams`` (the resolved config) is logged to every logger."""
+    from kgc.training.tracking import TrackingCallback, build_loggers
     from kgc.utils.alloc import tune_cpu_allocator
 
     quiet_lightning()
     tune_cpu_allocator()  # large per-step buffers stay in the heap (kgc.utils.alloc)
+    if is_launch_rank_zero():  # before fit: no rank writes into the folder yet
+        stale = run.remove_stale_temp_files()
+        if stale:
+            say(f"removed {len(stale)} stale temp file(s) of killed writes: {', '.join(f.name for f in stale)}")
     cbs = [
         ModelCheckpoint(
             dirpath=run.checkpoints, filename="step-{step}", every_n_train_steps=cfg.ckpt_every or None,
@@ -133,6 +144,13 @@ def build_trainer(
                                    save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False))
     cbs.extend(callbacks or [])
     cbs.append(FinalCheckpoint(run.checkpoints / "last.ckpt"))
+    # RNG states in every checkpoint; SIGTERM/SIGUSR1 -> last.ckpt and kgc.Preempted (kgc.training.preemption)
+    cbs += [RNGStateCallback(), PreemptionCheckpoint(run.checkpoints / "last.ckpt", run)]
+    logging_cfg = logging_cfg if logging_cfg is not None else LoggingConfig()
+    progress = resolve_progress(logging_cfg.progress, bar_allowed=cfg.progress_bar)
+    if progress == "lines":
+        cbs.append(StepLines(logging_cfg.every_n_steps, logging_cfg.every_s))
+    cbs.append(TrackingCallback(run, hparams, logging_cfg))
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
@@ -140,8 +158,7 @@ def build_trainer(
     if cfg.max_time is not None:
         max_time = _dt.timedelta(seconds=parse_duration(cfg.max_time))
     keep_below = checkpoint_step(resume_from) if resume_from else None
-    loggers = [_ResumableCSVLogger(run.logs, name="csv", version="", keep_below_step=keep_below),
-               TensorBoardLogger(run.logs, name="tb", version="")]
+    loggers = build_loggers(run, logging_cfg, keep_below_step=keep_below, resuming=resume_from is not None)
     return pl.Trainer(
         default_root_dir=run.path,
         max_steps=cfg.max_steps,
@@ -156,15 +173,12 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=_devices(cfg.devices),
         strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
         deterministic=cfg.deterministic,
         gradient_clip_val=grad_clip or None,
-        enable_progress_bar=cfg.progress_bar,
+        enable_progress_bar=progress == "bar",
         enable_model_summary=False,
         callbacks=cbs,
-        logger=loggers,
+        logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
     )
-
-
-def is_rank_zero() -> bool:
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0

@@ -29,7 +29,7 @@ def manifest_json(mirror: Path) -> dict:
 
 
 def test_registry_lists_the_seven_datasets() -> None:
-    assert datasets_dir() == ROOT / "datasets"
+    assert datasets_dir().resolve() == (ROOT / "datasets").resolve()  # kgc/resources/datasets -> datasets/
     assert set(NAMES) <= set(known_datasets())
     assert "synthetic" in known_datasets()
     assert get_manifest("FB15k-237").name == "fb15k237"  # alias, case-insensitive

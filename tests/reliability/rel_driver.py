@@ -1,4 +1,4 @@
-"""Run a kgc CLI in a subprocess with an injected fault (used by test_rel_resume.py).
+"""Run a kgc CLI in a subprocess with an injected fault (used by test_rel_resume.py, test_rel_preemption.py).
 
     python tests/reliability/rel_driver.py MODULE [args...]
 
@@ -12,6 +12,11 @@ faulty operation:
   (after that step's periodic checkpoint was written).
 - ``final_eval``: the first call of ``kgc.evaluation.evaluator.evaluate``
   (the final test evaluation after training) hangs.
+- ``signal:NAME:STEP[:group|:workers]``: no hang; during the training step that
+  becomes global step STEP, rank 0 sends signal NAME (``SIGTERM``, ``SIGUSR1``) to
+  itself, with ``:group`` to its whole process group (every DDP rank, as SLURM
+  does), with ``:workers`` only to the DDP worker processes Lightning started (rank
+  0 itself gets none), and writes the marker.
 - unset: no fault (the test kills at a random time).
 """
 
@@ -61,6 +66,30 @@ def install(fault: str, marker: str) -> None:
             return real_start(self)
 
         KGCLitModule.on_validation_epoch_start = hang_validation
+    elif fault.startswith("signal:"):
+        import signal
+
+        from kgc.training.module import KGCLitModule
+
+        _, name, step, *target = fault.split(":")
+        signum, at = getattr(signal, name), int(step)
+        real_step = KGCLitModule.training_step
+        sent = []
+
+        def signalling_step(self, batch, batch_idx):
+            if not sent and self.trainer.global_step == at - 1 and self.trainer.is_global_zero:
+                sent.append(True)
+                Path(marker).write_text(str(os.getpid()))
+                if target == ["group"]:
+                    os.killpg(os.getpgrp(), signum)
+                elif target == ["workers"]:
+                    for proc in self.trainer.strategy.launcher.procs:
+                        os.kill(proc.pid, signum)
+                else:
+                    os.kill(os.getpid(), signum)
+            return real_step(self, batch, batch_idx)
+
+        KGCLitModule.training_step = signalling_step
     elif fault == "final_eval":
         import kgc.evaluation.evaluator as ev
 

@@ -47,3 +47,17 @@ def test_created_stamps_order_runs_created_in_one_second(tmp_path):
     second = RunDir(tmp_path / "second")
     second.create({"kind": "pretrain", "dataset": "umls"}, {})
     assert first.meta()["created"] < second.meta()["created"]
+
+
+def test_new_run_path_never_reuses_a_folder_made_in_the_same_second(tmp_path, monkeypatch):
+    from kgc.training import runs
+
+    monkeypatch.setattr(runs, "timestamp", lambda: "20261201-120000")
+    first = runs.new_run_path(None, tmp_path, "umls-finetune-scratch-transformer")
+    second = runs.new_run_path(None, tmp_path, "umls-finetune-scratch-transformer")
+    third = runs.new_run_path(None, tmp_path, "umls-finetune-scratch-transformer")
+    assert [p.name for p in (first, second, third)] == [
+        "umls-finetune-scratch-transformer-20261201-120000", "umls-finetune-scratch-transformer-20261201-120000-2",
+        "umls-finetune-scratch-transformer-20261201-120000-3"]
+    assert all(p.is_dir() for p in (first, second, third))
+    assert runs.new_run_path(tmp_path / "mine", tmp_path, "x") == tmp_path / "mine"  # --out as given
