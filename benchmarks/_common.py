@@ -14,7 +14,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -36,16 +35,11 @@ _PYKEEN_NAMES = {"mrr": "inverse_harmonic_mean_rank", "mr": "arithmetic_mean_ran
 
 # ---- budgets, threads, machine -------------------------------------------------------------------
 def parse_duration(text: str | float | int) -> float:
-    """Seconds of ``"15m"``, ``"90s"``, ``"1h30m"``, ``"2.5m"`` or a plain number of seconds."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    s = str(text).strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return float(s)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", s)
-    if not parts or "".join(a + b for a, b in parts) != s:
-        raise ValueError(f"cannot read the duration {text!r} (expected e.g. 15m, 90s, 1h30m)")
-    return sum(float(v) * {"h": 3600, "m": 60, "s": 1}[u] for v, u in parts)
+    """Seconds of ``"15m"``, ``"90s"``, ``"1h30m"``, ``"2.5m"`` or a plain number of seconds (kgc's
+    ``--max-time`` reader, :func:`kgc.training.config.parse_duration`; ValueError otherwise)."""
+    from kgc.training.config import parse_duration as kgc_parse_duration
+
+    return kgc_parse_duration(text)
 
 
 def fmt_duration(seconds: float) -> str:
@@ -63,15 +57,11 @@ def set_threads(n: int) -> None:
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10)
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """The checkout's short commit (``-dirty`` when tracked files changed), as kgc records it in run
+    folders (:func:`kgc.training.runs.git_commit`); ``"unknown"`` without git or a checkout."""
+    from kgc.training.runs import git_commit as kgc_git_commit
+
+    return kgc_git_commit() or "unknown"
 
 
 def cpu_model() -> str:

@@ -64,14 +64,14 @@ def _kgc_eval_on(run_dir: Path, ckpt: str, ds, triples, batch_size: int) -> dict
     from kgc.models import build_model
     from kgc.models.config import ModelConfig
     from kgc.config import from_dict
-    from kgc.training.checkpoint import load_checkpoint_file
+    from kgc.training.checkpoint import load_checkpoint_file, strip_model_prefix
     from kgc.vocab import Vocabulary
 
     vocab = Vocabulary.load(run_dir / "vocab.json")
     ck = load_checkpoint_file(ckpt)
     cfg = from_dict(ModelConfig, ck["kgc"]["model"], where=ckpt)
     model = build_model(cfg, len(vocab), vocab.num_entities, vocab.entity_offset)
-    model.load_state_dict({k[len("model."):]: v for k, v in ck["state_dict"].items() if k.startswith("model.")})
+    model.load_state_dict(strip_model_prefix(ck["state_dict"]))
     model.eval()
     facts = torch.stack([triples[:, 1], triples[:, 0], triples[:, 2]], 1)
     q = LinkPredictionQueries.from_facts(facts, ds.num_relations, is_binary=True, num_entities=ds.num_entities)

@@ -4,8 +4,11 @@
     python benchmarks/train_throughput.py --dataset umls --smoke            # CI: seconds
 
 Ours: ``KGCLitModule.lp_loss`` (encoder + fused label-smoothed 1-N cross-entropy over all entities) +
-backward + AdamW step, on pre-tokenised batches of training queries (both directions), model from
-``configs/finetune/<dataset>.yaml`` (else default.yaml; ``--kgc-set model.dim=...`` overrides).
+backward + the CLI's AdamW step, on pre-tokenised batches of training queries (both directions). The config is
+the one ``kgc finetune --dataset D --from-scratch`` resolves (:func:`kgc_config`, through the CLI's parser and
+:mod:`kgc.resolve`: defaults -> size defaults -> ``configs/finetune/<dataset>.yaml`` or, with ``--cpu-budget``,
+the CPU-budget recipe -> ``--kgc-set`` as ``--set`` -> ``--batch-size``): its model, optimiser, label smoothing
+and (without ``--batch-size``) batch size.
 PyKEEN: ComplEx d=200 (``--pykeen-model``) in ``LCWATrainingLoop`` with inverse triples, cross-entropy and
 Adam; the time between consecutive batches is read from a training callback, so its data loading is
 counted (our pre-tokenised batches cost nothing to load). A sample is one 1-N query in both systems
@@ -26,33 +29,49 @@ sys.path.append(str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 
-def kgc_step_times(ds, batch_size: int, steps: int, warmup: int, sets: list[str], seed: int = 0,
+#: the ``--max-time`` of a ``--cpu-budget`` config (it selects the CPU-budget recipe; the value sets only
+#: ``trainer.max_time`` and the time-based schedule's horizon, never a step's cost)
+CPU_BUDGET_MAX_TIME = "15m"
+
+
+def kgc_argv(dataset: str, sets: list[str], cpu_budget: bool = False, batch_size: int | None = None) -> list[str]:
+    """The ``kgc finetune`` arguments whose config this benchmark measures."""
+    argv = ["--dataset", str(dataset), "--from-scratch"]
+    if cpu_budget:  # what a --max-time run on a CPU trains
+        argv += ["--max-time", CPU_BUDGET_MAX_TIME, "--accelerator", "cpu"]
+    for kv in sets:
+        argv += ["--set", kv]
+    if batch_size is not None:
+        argv += ["--batch-size", str(batch_size)]
+    return argv
+
+
+def kgc_config(ds, sets: list[str], cpu_budget: bool = False, batch_size: int | None = None, dataset: str | None = None):
+    """The :class:`kgc.finetune.FinetuneConfig` that ``kgc finetune`` resolves for :func:`kgc_argv`
+    (``dataset``: the name as given, default ``ds.name``)."""
+    from kgc.finetune import build_parser, resolve_config
+
+    args = build_parser().parse_args(kgc_argv(dataset or ds.name, sets, cpu_budget, batch_size))
+    return resolve_config(args, ds)
+
+
+def kgc_step_times(ds, batch_size: int | None, steps: int, warmup: int, sets: list[str], seed: int = 0,
                    cpu_budget: bool = False):
     import torch
 
-    from graph_algos.graph import KGraph
-    from kgc.config import _merge, apply_overrides, from_dict
     from kgc.evaluation import LinkPredictionQueries
-    from kgc.finetune import CONFIG_DIR
     from kgc.models import build_model
-    from kgc.models.config import ModelConfig
-    from kgc.training.config import OptimConfig
     from kgc.training.module import KGCLitModule
-    from kgc.utils.io import read_yaml
     from pretrain_tasks import build_vocab
 
-    from kgc.finetune import dataset_layers
-
-    base = read_yaml(CONFIG_DIR / "default.yaml") or {}
-    for layer in dataset_layers(ds.name, budget_recipe=cpu_budget):
-        base = _merge(base, read_yaml(layer) or {})
-    mcfg = from_dict(ModelConfig, apply_overrides({"model": base["model"]}, sets)["model"], where="model")
-    vocab = build_vocab(ds, KGraph.from_dataset(ds))
+    cfg = kgc_config(ds, sets, cpu_budget=cpu_budget, batch_size=batch_size)
+    mcfg, batch_size = cfg.model, cfg.trainer.batch_size
+    vocab = build_vocab(ds)  # as kgc finetune builds it (the dataset + the signal registry's task list)
     torch.manual_seed(seed)
     model = build_model(mcfg, len(vocab), vocab.num_entities, vocab.entity_offset)
-    module = KGCLitModule(model, vocab, OptimConfig(), max_steps=10**6, label_smoothing=0.1)
+    module = KGCLitModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps, label_smoothing=cfg.label_smoothing)
     module.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01)
+    opt = module.configure_optimizers()["optimizer"]  # the CLI's AdamW (parameter groups, lr, weight decay)
     from kgc.evaluation.context import QueryContext, query_batch
     from kgc.evaluation.queries import compact_batch
 
@@ -113,11 +132,13 @@ def pykeen_step_times(ds, model_name: str, batch_size: int, steps: int, warmup: 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="fb15k237")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default: the batch size kgc finetune resolves for the dataset (size defaults, dataset file)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--kgc-set", action="append", default=[], metavar="model.KEY=VALUE")
+    p.add_argument("--kgc-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a kgc finetune --set override (e.g. model.dim=128)")
     p.add_argument("--pykeen-model", default="complex")
     p.add_argument("--cpu-budget", action="store_true",
                    help="kgc's model from the CPU-budget recipe (configs/finetune/cpu-budget/), as --max-time on a CPU")
@@ -135,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     import resource
 
+    args.batch_size = kgc_config(ds, args.kgc_set, args.cpu_budget, args.batch_size, args.dataset).trainer.batch_size
     t, desc, n = kgc_step_times(ds, args.batch_size, steps, warmup, args.kgc_set, cpu_budget=args.cpu_budget)
     rows.append([desc, n, statistics.median(t)])
     print(f"[bench] peak RSS after kgc's steps: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB",

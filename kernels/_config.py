@@ -11,7 +11,10 @@ Implementation choice (detected once, overridable):
 * ``"auto"``    - pick as above (default).
 
 Priority: the op's ``impl=`` argument, then :func:`use_impl` / :func:`set_impl`, then the
-``KGC_KERNEL_IMPL`` environment variable, then ``"auto"``.
+``KGC_KERNEL_IMPL`` environment variable, then ``"auto"``. This is the one switch of both ops,
+ranking included: ``kernels.filtered_rank``'s chunked path counts its blocks with numba on CPU
+float32/float64 and with torch elsewhere by itself (the former ``KGC_RANK_COUNT`` is no longer
+read; setting it warns).
 
 Memory: the chunked CPU path keeps its temporaries (the score/logit chunk and the
 buffers derived from it) under ``chunk_bytes``: the op's ``chunk_bytes=`` argument, else

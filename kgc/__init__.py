@@ -5,10 +5,8 @@ Implements "Using Graph Algorithms to Pretrain Graph Completion Transformers"
 open points fixed in DESIGN.md / docs/decisions.md.
 """
 
-__version__ = "0.1.0"
-
-
-from kgc.errors import KGCError, Preempted  # noqa: E402  (re-exported: ``kgc.KGCError``, ``kgc.Preempted``)
+from kgc._version import __version__  # noqa: F401  (a leaf module: run folders record it)
+from kgc.errors import KGCError, Preempted  # noqa: F401  (re-exported: ``kgc.KGCError``, ``kgc.Preempted``)
 
 
 def __getattr__(name):  # lazy: keep `import kgc` cheap

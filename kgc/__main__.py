@@ -32,7 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kgc import __version__
+    from kgc._version import __version__
 
     p = argparse.ArgumentParser(
         prog="kgc", description="kgc: knowledge-graph completion Transformers pretrained on graph-algorithm signals.",

@@ -20,69 +20,13 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgc import KGCError
 from kgc.cli import run_cli
-from kgc.vocab import SIGNALS
-
-ABLATION_KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
-
-
-# ---- the table --------------------------------------------------------------------------------
-@dataclass
-class AblationTable:
-    """One model's ablation: ``cells[(signals, dataset)] = {"n", "seeds", "mean", "delta"}``."""
-
-    model: str
-    datasets: list[str]
-    rows: list[str]
-    cells: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-
-
-def _row_order(label: str) -> tuple:
-    if label == "none":
-        return (0, 0, "")
-    if label == "all":
-        return (3, 0, "")
-    parts = label.split("+")
-    if len(parts) == 1:
-        return (1, SIGNALS.index(label) if label in SIGNALS else len(SIGNALS), label)
-    return (2, len(parts), label)
-
-
-def ablation_tables(records) -> list[AblationTable]:
-    """Ablation tables (one per model) from run records (:class:`kgc.reports.collect.RunRecord`).
-
-    Rows: no pretraining, each single signal, other combinations, all signals (those present). A cell is
-    the mean over seeds of (dataset, model, signals); when a seed has several runs the latest one counts.
-    The delta is to the "no pretraining" cell of the same model and dataset (absent when that is missing).
-    """
-    latest: dict[tuple[str, str, str, int], Any] = {}
-    for r in records:
-        k = (r.model, r.dataset, r.signals, r.seed)
-        if k not in latest or (r.mtime, str(r.path)) > (latest[k].mtime, str(latest[k].path)):
-            latest[k] = r
-    by_model: dict[str, dict[tuple[str, str], list]] = {}
-    for (model, ds, sig, _seed), r in latest.items():
-        by_model.setdefault(model, {}).setdefault((sig, ds), []).append(r)
-    tables = []
-    for model in sorted(by_model):
-        groups = by_model[model]
-        t = AblationTable(model=model, datasets=sorted({ds for _, ds in groups}),
-                          rows=sorted({sig for sig, _ in groups}, key=_row_order))
-        for (sig, ds), runs in groups.items():
-            runs.sort(key=lambda r: r.seed)
-            mean = {k: sum(r.metrics[k] for r in runs) / len(runs) for k in ABLATION_KEYS}
-            t.cells[(sig, ds)] = {"n": len(runs), "seeds": [r.seed for r in runs], "mean": mean, "delta": {}}
-        for (sig, ds), cell in t.cells.items():
-            base = t.cells.get(("none", ds))
-            if base is not None:
-                cell["delta"] = {k: cell["mean"][k] - base["mean"][k] for k in ABLATION_KEYS}
-        tables.append(t)
-    return tables
+from kgc.errors import KGCError
+from kgc.reports.ablation import ABLATION_KEYS, AblationTable, ablation_tables  # noqa: F401  (re-exported)
+from pretrain_tasks.registry import SIGNAL_NAMES as SIGNALS
 
 
 # ---- the grid runner ----------------------------------------------------------------------------
@@ -130,15 +74,9 @@ def _finished_pretrain(folder: Path, steps: int) -> bool:
     return "wall_time_s" in meta
 
 
-def _common(seed: int, steps: int, max_time: str | None, config: str | None, extra: list[str]) -> list[str]:
-    args = ["--seed", str(seed), "--max-steps", str(steps), "--no-progress"]
-    if max_time:
-        args += ["--max-time", max_time]
-    if config:
-        args += ["--config", config]
-    for kv in extra:
-        args += ["--set", kv]
-    return args
+def _common(seed: int, steps: int, max_time: str | None, config: str | None, extra: list[str]) -> dict:
+    """The keywords every cell's run gets (``kgc.run_pretraining`` / ``kgc.run_finetuning``: the CLI flags)."""
+    return {"seed": seed, "max_steps": steps, "max_time": max_time, "config": config, "overrides": list(extra)}
 
 
 def run_grid(dataset: str, pretrain_steps: int, finetune_steps: int, signal_sets: list[list[str]],
@@ -147,8 +85,7 @@ def run_grid(dataset: str, pretrain_steps: int, finetune_steps: int, signal_sets
              pretrain_set: list[str] | None = None, finetune_set: list[str] | None = None,
              log=print) -> dict[str, list[str]]:
     """Run every missing cell of the grid; returns ``{"ran": [...], "skipped": [...]}`` (cell names)."""
-    from kgc.finetune import main as finetune_main
-    from kgc.pretrain import main as pretrain_main
+    from kgc.api import run_finetuning, run_pretraining
 
     if pretrain_steps < 1 or finetune_steps < 1:
         raise KGCError("--budget-pretrain-steps and --budget-finetune-steps must be >= 1")
@@ -165,37 +102,32 @@ def run_grid(dataset: str, pretrain_steps: int, finetune_steps: int, signal_sets
                 log(f"[kgc] ablation: {cell} finished ({ft / 'metrics.json'}); skipping")
                 done["skipped"].append(cell)
                 continue
-            init: list[str] = ["--from-scratch"]
+            init: dict[str, Any] = {"from_scratch": True}
             if signals:
                 pt = grid / f"pretrain-{tag}-s{seed}"
                 if _finished_pretrain(pt, pretrain_steps):
                     log(f"[kgc] ablation: reusing pretraining run {pt}")
+                elif (pt / "checkpoints" / "last.ckpt").is_file():
+                    log(f"[kgc] ablation: continuing pretraining run {pt}")
+                    run_pretraining(resume=pt, max_steps=pretrain_steps)
                 else:
-                    pargs = ["--dataset", str(dataset), "--signals", ",".join(signals)]
-                    pargs += _common(seed, pretrain_steps, None, pretrain_config, pretrain_set or [])
-                    if (pt / "checkpoints" / "last.ckpt").is_file():
-                        log(f"[kgc] ablation: continuing pretraining run {pt}")
-                        code = pretrain_main(["--resume", str(pt), "--max-steps", str(pretrain_steps), "--no-progress"])
-                    else:
-                        if pt.exists():  # created but no checkpoint yet: nothing worth keeping
-                            shutil.rmtree(pt)
-                        log(f"[kgc] ablation: pretraining {tag} (seed {seed}, {pretrain_steps} steps) -> {pt}")
-                        code = pretrain_main(pargs + ["--out", str(pt), "--runs-root", str(grid)])
-                    if code not in (0, None):
-                        raise KGCError(f"pretraining {pt} failed with status {code}")
-                init = ["--init", str(pt / "checkpoints" / "last.ckpt")]
-            fargs = ["--dataset", str(dataset)] + init
-            fargs += _common(seed, finetune_steps, finetune_max_time, finetune_config, finetune_set or [])
+                    if pt.exists():  # created but no checkpoint yet: nothing worth keeping
+                        shutil.rmtree(pt)
+                    log(f"[kgc] ablation: pretraining {tag} (seed {seed}, {pretrain_steps} steps) -> {pt}")
+                    run_pretraining(str(dataset), signals=",".join(signals), out=pt, runs_root=grid,
+                                    **_common(seed, pretrain_steps, None, pretrain_config, pretrain_set or []))
+                init = {"init": pt / "checkpoints" / "last.ckpt"}
             if (ft / "checkpoints" / "last.ckpt").is_file() and (ft / "run.json").is_file():
                 log(f"[kgc] ablation: continuing fine-tuning run {ft}")
-                code = finetune_main(["--resume", str(ft), "--no-progress"])
+                run_finetuning(resume=ft)
             else:
                 if ft.exists():
                     shutil.rmtree(ft)
                 log(f"[kgc] ablation: fine-tuning {tag} (seed {seed}, {finetune_steps} steps) -> {ft}")
-                code = finetune_main(fargs + ["--out", str(ft), "--runs-root", str(grid)])
-            if code not in (0, None) or not (ft / "metrics.json").is_file():
-                raise KGCError(f"fine-tuning {ft} failed (status {code}, no metrics.json)")
+                run_finetuning(str(dataset), out=ft, runs_root=grid, **init,
+                               **_common(seed, finetune_steps, finetune_max_time, finetune_config, finetune_set or []))
+            if not (ft / "metrics.json").is_file():
+                raise KGCError(f"fine-tuning {ft} failed (no metrics.json)")
             done["ran"].append(cell)
     return done
 
@@ -227,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.pretrain_config, args.finetune_config, args.budget_finetune_time,
                     args.pretrain_set, args.finetune_set)
     grid = Path(args.runs) / f"ablation-{Path(str(args.dataset)).name}"
-    from kgc.leaderboard import build_report
+    from kgc.reports.build import build_report
     from kgc.reports.collect import collect_runs
     from kgc.reports.render import ablation_header_rows
 

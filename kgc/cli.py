@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Callable, Iterator
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.errors import Preempted
 
 

@@ -28,7 +28,7 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.utils.io import read_yaml
 
 T = TypeVar("T")
@@ -192,7 +192,7 @@ def load_config(
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        data = _merge(data, loaded)
+        data = merge(data, loaded)
         where = str(path)
     data = apply_overrides(data, overrides)
     return from_dict(cls, data, where=where)
@@ -217,11 +217,13 @@ def config_source(config: str | Path | Mapping[str, Any] | None) -> str | None:
     return "config mapping" if isinstance(config, Mapping) else str(config)
 
 
-def _merge(a: dict, b: Mapping) -> dict:
-    out = _deepcopy(a)
+def merge(a: Mapping, b: Mapping) -> dict:
+    """``a`` deep-updated by ``b`` (a new dict; neither argument changes): a mapping in ``b`` merges into
+    a mapping of ``a`` key by key, anything else (scalars, lists, a mapping over a scalar) replaces."""
+    out = _deepcopy(dict(a))
     for k, v in b.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = merge(out[k], v)
         else:
             out[k] = _deepcopy(v) if isinstance(v, (dict, list)) else v
     return out

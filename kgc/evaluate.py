@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         import numpy as np
         import torch
 
-        from kgc import KGCError
+        from kgc.errors import KGCError
         from kgc.evaluation.queries import LinkPredictionQueries
 
         if args.max_queries < 1:

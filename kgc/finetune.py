@@ -16,23 +16,25 @@ the resolved config and logs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kgc import KGCError
-from kgc.cli import add_training_flags, console_flags, flag_overrides, run_cli
-from kgc.config import _merge, apply_overrides, config_source, from_dict, read_user_config, to_dict
-from kgc.models.config import ModelConfig, check_context_fits, load_model_config
+from kgc.cli import add_training_flags, console_flags, run_cli
+from kgc.config import config_source, to_dict
+from kgc.errors import KGCError
+from kgc.models.config import ModelConfig, check_context_fits
+from kgc.resolve import (BUDGET_DIR, FINETUNE_CONFIG_DIR as CONFIG_DIR, FINETUNE_ORDER, FINETUNE_TUNABLE_MODEL_KEYS,
+                         RESUME_ORDER, Layer, build, checkpoint_layer, dataset_layers, default_dataset,
+                         finetune_base_layers, finetune_layers, pin_architecture, preset_layer, resume_layers,
+                         size_defaults, uses_budget_recipe)
 from kgc.training.config import LoggingConfig, OptimConfig, TrainerConfig, parse_duration
-from kgc.resources import config_dir
 from kgc.utils.console import result as result_line, say
-from kgc.utils.io import read_yaml
 
-CONFIG_DIR = config_dir("finetune")
+__all__ = ["BUDGET_DIR", "CONFIG_DIR", "FINETUNE_TUNABLE_MODEL_KEYS", "FinetuneConfig", "FinetuneResult",
+           "build_parser", "dataset_layers", "main", "pin_architecture", "resolve_config", "run", "size_defaults",
+           "uses_budget_recipe"]
 
 
 @dataclass
@@ -118,85 +120,20 @@ class FinetuneResult:
         return float(self.metrics["metrics"][f"hits@{k}"]) if self.test_evaluated else None
 
 
-def size_defaults(ds) -> dict[str, Any]:
-    """Defaults that follow the dataset's size, so a custom KG trains sensibly without a config.
-
-    About 40 epochs of training queries capped at 20k steps, batch 128-1024 growing with the
-    number of queries, validation about 10 times per run. Per-dataset YAML files override these.
-    """
-    n_queries = int(ds.arity("train").sum())  # binary: 2 per fact (both directions); n-ary: one per position
-    batch = int(min(1024, max(128, 2 ** round(math.log2(max(1, n_queries / 200))))))
-    steps_per_epoch = max(1, n_queries // batch)
-    max_steps = int(min(20000, max(500, 40 * steps_per_epoch)))
-    every = max(50, max_steps // 10)
-    return {"trainer": {"batch_size": batch, "max_steps": max_steps, "val_every": every, "ckpt_every": every},
-            "optim": {"warmup_steps": min(500, max_steps // 20)}}
-
-
-#: model fields a fine-tuning config may change on a pretrained checkpoint: regularisation, and the
-#: link-prediction additions that pretraining does not train (the direct term and the query context;
-#: their weights start fresh when the checkpoint lacks them)
-FINETUNE_TUNABLE_MODEL_KEYS = ("dropout", "attn_dropout", "direct", "direct_dropout", "context")
 #: parameter prefixes a fine-tuning model may have beyond its pretraining checkpoint
 FINETUNE_NEW_PARAMS = ("direct.", "pointer.")
 
 
-def pretrained_architecture(requested: ModelConfig, pretrained: dict[str, Any]) -> ModelConfig:
-    """The checkpoint's architecture wins over any model section or override; only
-    :data:`FINETUNE_TUNABLE_MODEL_KEYS` are taken from ``requested``. Prints what was overridden."""
-    merged = dataclasses.asdict(requested)
-    ignored = [k for k, v in pretrained.items() if k not in FINETUNE_TUNABLE_MODEL_KEYS and merged.get(k) != v]
-    merged.update({k: v for k, v in pretrained.items() if k not in FINETUNE_TUNABLE_MODEL_KEYS})
-    if ignored:
-        say(f"keeping the pretrained architecture: ignored model.{', model.'.join(ignored)} "
-              f"(only {', '.join(FINETUNE_TUNABLE_MODEL_KEYS)} can change when fine-tuning a checkpoint)")
-    return from_dict(ModelConfig, merged, where="pretrained model config")
-
-
-BUDGET_DIR = CONFIG_DIR / "cpu-budget"
-
-
-def uses_budget_recipe(args) -> bool:
-    """A wall-clock budget (``--max-time``) on a machine without CUDA (or ``--accelerator cpu``) trains
-    the CPU-budget recipe instead of the GPU-sized per-dataset config."""
-    if not getattr(args, "max_time", None):
-        return False
-    if getattr(args, "accelerator", None) == "cpu":
-        return True
-    import torch
-
-    return not torch.cuda.is_available()
-
-
-def dataset_layers(name: str, budget_recipe: bool) -> list[Path]:
-    """The config files of dataset ``name`` in merge order (after the size defaults).
-
-    GPU-sized runs: ``configs/finetune/<name>.yaml`` if it exists. CPU-budget runs:
-    ``configs/finetune/cpu-budget/default.yaml`` (any dataset or custom folder), then
-    ``cpu-budget/<name>.yaml`` if it exists."""
-    from kgc.training.runs import slug
-
-    if budget_recipe:
-        return [p for p in (BUDGET_DIR / "default.yaml", BUDGET_DIR / f"{slug(name)}.yaml") if p.is_file()]
-    own = CONFIG_DIR / f"{slug(name)}.yaml"
-    return [own] if own.is_file() else []
-
-
-def base_layers(ds, dataset: str, args) -> tuple[dict[str, Any], list[Path]]:
-    """The first layers of fine-tuning's merge order, and the dataset files among them::
-
-        configs/finetune/default.yaml -> size_defaults(ds) -> dataset_layers(ds.name)
-        (then, in run(): checkpoint architecture or --model preset -> --config -> --set -> flags)
-
-    ``dataset`` is the name or folder as given (stored as ``dataset``); ``args`` needs ``max_time``
-    and ``accelerator`` (they choose the CPU-budget recipe)."""
-    base = read_yaml(CONFIG_DIR / "default.yaml") or {}
-    base["dataset"] = dataset
-    base = _merge(base, size_defaults(ds))
-    layers = dataset_layers(ds.name, budget_recipe=uses_budget_recipe(args))
-    for layer in layers:
-        base = _merge(base, read_yaml(layer) or {})
-    return base, layers
+def resolve_config(args: argparse.Namespace, ds, dataset: str | None = None, model: Layer | None = None,
+                   base: list[Layer] | None = None) -> FinetuneConfig:
+    """The :class:`FinetuneConfig` of a new run of ``ds`` (:data:`kgc.resolve.FINETUNE_ORDER`: defaults ->
+    size defaults -> dataset file -> ``model`` (a checkpoint's pinned architecture or a ``--model`` preset)
+    -> ``--config`` -> ``--set`` -> flags). ``dataset``: the name or folder as given (default ``args.dataset``);
+    ``base``: the first three layers when the caller already has them."""
+    dataset = dataset if dataset is not None else (args.dataset or default_dataset("finetune"))
+    cfg, _ = build(FinetuneConfig, finetune_layers(ds, dataset, args, model, base=base), FINETUNE_ORDER,
+                   where=config_source(args.config) or "finetune config")
+    return cfg
 
 
 def find_init(args, ds, runs_root: str) -> Path | None:
@@ -253,11 +190,10 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
     import torch
     from pytorch_lightning.callbacks import EarlyStopping
 
-    from graph_algos.graph import KGraph
     from kgc.data import load_dataset
     from kgc.evaluation.evaluator import ModelScorer, evaluate
     from kgc.models import build_model
-    from kgc.training.checkpoint import load_checkpoint_file
+    from kgc.training.checkpoint import check_vocab_fits, load_checkpoint_file, strip_model_prefix
     from kgc.training.lp_data import LinkPredictionDataModule
     from kgc.training.module import KGCLitModule
     from kgc.training.runner import build_trainer
@@ -281,8 +217,8 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
         resume_ckpt = run.last_checkpoint()
         if resume_ckpt is None and child is None:
             raise KGCError(f"{run.path}: no checkpoint to resume from (checkpoints/last.ckpt missing)")
-        cfg = from_dict(FinetuneConfig, apply_overrides(run.config(), list(args.overrides) + flag_overrides(args)),
-                        where=str(run.config_path))
+        cfg, _ = build(FinetuneConfig, resume_layers(run.config(), args, source=str(run.config_path)), RESUME_ORDER,
+                       where=str(run.config_path))
         ds = load_dataset(cfg.dataset)
         vocab = Vocabulary.load(run.vocab_path)
         init_path = meta.get("init")
@@ -293,15 +229,16 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
             if init_path and resume_ckpt is None:
                 init_state = load_checkpoint_file(init_path)["state_dict"]
     else:
-        dataset = args.dataset or (read_yaml(CONFIG_DIR / "default.yaml") or {}).get("dataset", "synthetic")
+        dataset = args.dataset or default_dataset("finetune")
         ds = load_dataset(dataset)
-        base, layers = base_layers(ds, dataset, args)
-        for layer in layers:
-            say(f"config layer {layer}")
+        base = finetune_base_layers(ds, dataset, args)
+        for layer in base:
+            if layer.name == "dataset file":
+                say(f"config layer {layer.source}")
+        model_layer = None
         init_path = find_init(args, ds, args.runs_root)
         init_state = None
-        graph = KGraph.from_dataset(ds)
-        vocab = build_vocab(ds, graph)
+        vocab = build_vocab(ds)  # from the dataset alone (no graph), with the signal registry's task list
         if init_path is not None:
             ckpt = load_checkpoint_file(init_path)
             kmeta = ckpt["kgc"]
@@ -312,7 +249,8 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
             except (KeyError, TypeError) as exc:
                 raise KGCError(f"{init_path}: checkpoint vocabulary unreadable ({exc})") from None
             vocab.check_compatible(ck_vocab, what=f"checkpoint {init_path}")
-            base["model"] = dict(kmeta["model"])
+            check_vocab_fits(ckpt["state_dict"], ck_vocab, what=f"checkpoint {init_path}")
+            model_layer = checkpoint_layer(kmeta["model"], init_path)  # pinned: decided here, once
             init_state = ckpt["state_dict"]
             init_meta = {"signals": kmeta.get("signals"), "pretrain_steps": int(ckpt.get("global_step", 0)),
                          "checkpoint": str(init_path)}
@@ -322,15 +260,10 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
                   f"(signals {init_meta['signals']}, {init_meta['pretrain_steps']} steps)")
         else:
             if args.model:
-                base["model"] = dataclasses.asdict(load_model_config(args.model))
+                model_layer = preset_layer(args.model)
             say("training from scratch" + (" (--from-scratch)" if args.from_scratch else
                   f" (no pretraining run of {ds.name} in {args.runs_root})"))
-        if args.config:
-            base = _merge(base, read_user_config(args.config))
-        cfg = from_dict(FinetuneConfig, apply_overrides(base, list(args.overrides) + flag_overrides(args)),
-                        where=config_source(args.config) or "finetune config")
-        if init_state is not None:
-            cfg.model = pretrained_architecture(cfg.model, kmeta["model"])
+        cfg = resolve_config(args, ds, dataset, model_layer, base=base)
         check_context_fits(cfg.model, ds.max_arity,
                            where=f"checkpoint {init_path}" if init_state is not None else (config_source(args.config) or "finetune config"))
         if cfg.model.num_roles < ds.max_arity:  # role ids run to max_arity - 1: an IndexError mid-training otherwise
@@ -357,7 +290,7 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
     dm.setup("fit")
     model = build_model(cfg.model, len(vocab), vocab.num_entities, vocab.entity_offset)
     if init_state is not None:
-        state = {k[len("model."):]: v for k, v in init_state.items() if k.startswith("model.")}
+        state = strip_model_prefix(init_state)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith(FINETUNE_NEW_PARAMS)]
         if unexpected or missing:
@@ -390,7 +323,7 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
     if chosen is None:
         raise KGCError(f"{run.path}: training wrote no checkpoint")
     state = load_checkpoint_file(chosen)["state_dict"]
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict(strip_model_prefix(state))
     model.eval()
     scorer = ModelScorer(model, vocab, dm.context)
     from kgc.training.progress import heartbeat

@@ -340,16 +340,6 @@ class _Setup:
     seed: int | None
     init: str | None
 
-    def flag_overrides(self) -> list[str]:
-        out = []
-        if self.max_steps is not None:
-            out.append(f"trainer.max_steps={self.max_steps}")
-        if self.budget is not None:
-            out.append(f"trainer.max_time={self.budget}")
-        if self.seed is not None:
-            out.append(f"seed={self.seed}")
-        return out
-
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the one in storage."""
         return {"format": STUDY_FORMAT, "dataset": self.ds.name, "fingerprint": self.ds.fingerprint,
@@ -357,26 +347,40 @@ class _Setup:
                 "max_steps": self.max_steps, "budget": self.budget, "seed": self.seed, "init": self.init}
 
 
-def _base_config(setup: _Setup) -> dict[str, Any]:
-    """The fine-tuning config before the sampled values, resolved as ``kgc finetune`` does (defaults ->
-    size defaults -> dataset layers -> ``--config``); ``--set`` and the flags are applied by the caller."""
-    from kgc.config import _merge
-    from kgc.finetune import base_layers
+def _trial_args(setup: _Setup, values: Mapping[str, Any] | None = None) -> argparse.Namespace:
+    """The fine-tuning flags of a trial (what :func:`_run_trial` passes to ``kgc.run_finetuning``)."""
+    from kgc.resolve import namespace
 
-    base, _ = base_layers(setup.ds, setup.dataset, argparse.Namespace(max_time=setup.budget, accelerator=None))
-    if setup.user_config:
-        base = _merge(base, setup.user_config)
-    return base
+    return namespace(dataset=setup.dataset, config=_trial_config(setup, values or {}) or None,
+                     overrides=list(setup.overrides), max_steps=setup.max_steps, max_time=setup.budget,
+                     seed=setup.seed)
 
 
-def _resolve(setup: _Setup, base: dict[str, Any], values: Mapping[str, Any]):
-    """The FinetuneConfig a trial with ``values`` gets (raises ConfigError/KGCError like the run would)."""
-    from kgc.config import _merge, apply_overrides, from_dict
+def _trial_config(setup: _Setup, values: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's ``--config`` layer: the study's ``--config`` with the sampled values merged in."""
+    from kgc.config import merge
+
+    config = nested(values)
+    return merge(setup.user_config, config) if setup.user_config else config
+
+
+def _base_config(setup: _Setup) -> list:
+    """The first layers of a trial's fine-tuning config (defaults -> size defaults -> dataset file),
+    resolved as ``kgc finetune`` does (:func:`kgc.resolve.finetune_base_layers`); the same for every trial."""
+    from kgc.resolve import finetune_base_layers
+
+    return finetune_base_layers(setup.ds, setup.dataset, _trial_args(setup))
+
+
+def _resolve(setup: _Setup, base: list, values: Mapping[str, Any]):
+    """The FinetuneConfig a trial with ``values`` gets (raises ConfigError/KGCError like the run would):
+    ``base`` -> ``--config`` (with the sampled values) -> ``--set`` -> flags (:data:`kgc.resolve.FINETUNE_ORDER`)."""
     from kgc.finetune import FinetuneConfig
     from kgc.models.config import check_context_fits
+    from kgc.resolve import FINETUNE_ORDER, build, finetune_layers
 
-    data = apply_overrides(_merge(base, nested(values)), setup.overrides + setup.flag_overrides())
-    cfg = from_dict(FinetuneConfig, data, where="config")
+    layers = finetune_layers(setup.ds, setup.dataset, _trial_args(setup, values), base=base)
+    cfg, _ = build(FinetuneConfig, layers, FINETUNE_ORDER, where="config")
     if setup.init is None:
         check_context_fits(cfg.model, setup.ds.max_arity, where="config")
         if cfg.model.num_roles < setup.ds.max_arity:
@@ -431,7 +435,7 @@ def prepare(dataset: str | os.PathLike, space, *, config=None, overrides: Sequen
     """Check every input before a study or a run folder exists (each problem a one-line KGCError)."""
     from kgc.config import read_user_config
     from kgc.data import load_dataset
-    from kgc.finetune import FINETUNE_TUNABLE_MODEL_KEYS
+    from kgc.resolve import FINETUNE_TUNABLE_MODEL_KEYS
     from kgc.training.config import parse_duration
 
     sp = load_space(space)
@@ -814,11 +818,7 @@ def _run_trial(study, setup: _Setup, out: Path, runs_root: Path) -> None:
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("log", str(log_path))
     cb = TrialCallback(trial)
-    config = nested(values)
-    if setup.user_config:
-        from kgc.config import _merge
-
-        config = _merge(setup.user_config, config)
+    config = _trial_config(setup, values)
     t0 = time.time()
     state, value, note = TrialState.FAIL, None, ""
     try:

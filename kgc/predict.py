@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.cli import run_cli
 
 _CACHE: dict[str, Any] = {}

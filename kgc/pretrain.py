@@ -14,22 +14,18 @@ TensorBoard logs with per-signal loss and token accuracy.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kgc import KGCError
-from kgc.cli import add_training_flags, console_flags, flag_overrides, run_cli
-from kgc.config import apply_overrides, config_source, from_dict, read_user_config, to_dict
-from kgc.models.config import ModelConfig, load_model_config
+from kgc.cli import add_training_flags, console_flags, run_cli
+from kgc.config import config_source, from_dict, to_dict
+from kgc.errors import KGCError
+from kgc.models.config import ModelConfig
+from kgc.resolve import PRETRAIN_CONFIG_DIR as CONFIG_DIR, PRETRAIN_ORDER, RESUME_ORDER, build, pretrain_layers, resume_layers
 from kgc.training.config import LoggingConfig, OptimConfig, TrainerConfig, parse_duration
 from kgc.training.pretrain_data import SignalsConfig
-from kgc.resources import config_dir
 from kgc.utils.console import result as result_line, say
-from kgc.utils.io import read_yaml
-
-CONFIG_DIR = config_dir("pretrain")
 
 
 @dataclass
@@ -46,25 +42,12 @@ class PretrainConfig:
 
 
 def resolve_config(args: argparse.Namespace) -> PretrainConfig:
-    """defaults.yaml -> configs/pretrain/<dataset>.yaml (if any) -> --model preset -> --config -> --set -> flags."""
-    from kgc.config import _merge
-
-    base = read_yaml(CONFIG_DIR / "default.yaml") or {}
-    dataset = args.dataset or base.get("dataset", "synthetic")
-    ds_file = CONFIG_DIR / f"{Path(str(dataset)).name}.yaml"
-    if ds_file.is_file():
-        base = _merge(base, read_yaml(ds_file) or {})
-    base["dataset"] = dataset
-    if args.model:
-        preset = dataclasses.asdict(load_model_config(args.model))
-        base["model"] = _merge(preset, {k: v for k, v in (base.get("model") or {}).items() if k == "max_len"})
-    if args.config:
-        base = _merge(base, read_user_config(args.config))
-    overrides = list(args.overrides) + flag_overrides(args)
-    if args.signals:
-        overrides.append(f"signals.names=[{','.join(s.strip() for s in args.signals.split(','))}]")
-    data = apply_overrides(base, overrides)
-    return from_dict(PretrainConfig, data, where=config_source(args.config) or "pretrain config")
+    """The config of a new run (:data:`kgc.resolve.PRETRAIN_ORDER`): defaults.yaml (+ ``--dataset``) ->
+    configs/pretrain/<dataset>.yaml (if any) -> --model preset (keeps model.max_len) -> --config -> --set
+    -> flags -> --signals."""
+    cfg, _ = build(PretrainConfig, pretrain_layers(args), PRETRAIN_ORDER,
+                   where=config_source(args.config) or "pretrain config")
+    return cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,8 +105,8 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> PretrainResu
         ckpt = run.last_checkpoint()
         if ckpt is None:
             raise KGCError(f"{run.path}: no checkpoint to resume from (checkpoints/last.ckpt missing)")
-        data = apply_overrides(run.config(), list(args.overrides) + flag_overrides(args))
-        cfg = from_dict(PretrainConfig, data, where=str(run.config_path))
+        cfg, _ = build(PretrainConfig, resume_layers(run.config(), args, source=str(run.config_path)), RESUME_ORDER,
+                       where=str(run.config_path))
         ckpt_path = str(ckpt)
     else:
         cfg = resolve_config(args)

@@ -33,7 +33,7 @@ def cmd_show(args) -> int:
     signal = load_signal(args.signal, args.set)  # validate the name before loading data
     ds = load_dataset(args.dataset)
     graph = KGraph.from_dataset(ds, "train")
-    vocab = build_vocab(ds, graph)
+    vocab = build_vocab(ds, graph)  # from the dataset alone; the graph is checked against it
     ex = signal.generate(ds, graph, vocab, num_examples=args.n, seed=args.seed)
     print(f"# {ds.name}: signal {signal.name}, {len(ex)} sequence(s), seed {args.seed}; config {asdict(signal.config)}")
     for i in range(len(ex)):
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kgc import KGCError
+    from kgc.errors import KGCError
 
     args = build_parser().parse_args(argv)
     try:

@@ -3,7 +3,7 @@
 Layout (ids are contiguous, in this order)::
 
     [PAD, BOS, EOS, SEP, MASK, UNK]                       special
-    [TASK_lp, TASK_random_walk, ..., TASK_lcc]            one task token per signal + link prediction
+    [TASK_<t> for t in vocab.tasks]                       one task token per task: lp, then the signals
     [ROLE_0 .. ROLE_{max_arity-1}]                        n-ary role / position tokens
     [HOP_1 .. HOP_{max_hops}]                             hop tokens (khop signal)
     [DEG_0 .. DEG_{B-1}], [LCC_0 .. LCC_{B-1}]            bucket tokens (lcc signal)
@@ -15,9 +15,17 @@ role 1; label ``r + R`` is its inverse ``r^-1``; n-ary datasets append labels fo
 the other role pairs (``graph_algos.graph``). So for every dataset the first
 ``R`` labels are the base relations, which link-prediction queries use.
 
-The vocabulary is saved as ``vocab.json`` in each run folder and carries the
-dataset fingerprint, so a checkpoint cannot be fine-tuned on another dataset
-by accident (:meth:`Vocabulary.check_compatible`).
+The vocabulary is built from the dataset alone (:meth:`Vocabulary.build`: entity
+names, relation names and the maximum arity; no graph) and a task list, which
+the signal registry supplies (``pretrain_tasks.build_vocab``: ``lp`` then
+``pretrain_tasks.registry.SIGNALS`` in registry order). The task list is part
+of the vocabulary: it is saved in ``vocab.json`` in each run folder and in every
+checkpoint's ``kgc.vocab`` metadata, together with the dataset fingerprint. A
+file written before the list was stored has no ``tasks`` field and means
+:data:`LEGACY_TASKS`. :meth:`Vocabulary.check_compatible` compares the whole
+layout and raises :class:`VocabularyMismatch` naming what differs, so a
+checkpoint of another dataset or another layout is refused with a message,
+never with a tensor shape error.
 """
 
 from __future__ import annotations
@@ -25,13 +33,35 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.utils.io import read_json, write_json
 
-SIGNALS: tuple[str, ...] = ("random_walk", "shortest_path", "khop", "ig_path", "lcc")
-TASKS: tuple[str, ...] = ("lp",) + SIGNALS
+#: The task list of a vocabulary saved without one (``vocab.json`` / checkpoint metadata written
+#: before the list was stored): link prediction, then the five signals of that time. Frozen: it
+#: describes existing files. New signals are added to ``pretrain_tasks.registry`` only.
+LEGACY_TASKS: tuple[str, ...] = ("lp", "random_walk", "shortest_path", "khop", "ig_path", "lcc")
+#: The link-prediction task; always the first task of a vocabulary.
+LP_TASK = "lp"
 SPECIALS: tuple[str, ...] = ("[PAD]", "[BOS]", "[EOS]", "[SEP]", "[MASK]", "[UNK]")
+#: Id of the first task token (``vocab.task(t) == TASK_OFFSET + vocab.tasks.index(t)``).
+TASK_OFFSET = len(SPECIALS)
 FORMAT_VERSION = 1
+
+
+class VocabularyMismatch(KGCError):
+    """A vocabulary (of a checkpoint or run folder) whose layout differs from the expected one."""
+
+
+def label_names_for(relation_names, max_arity: int) -> list[str]:
+    """Edge-label names of ``graph_algos``' label layout: ``r``, ``r^-1``, then ``r[i->j]`` per role pair."""
+    from graph_algos.graph import role_pairs
+
+    names = list(relation_names)
+    out: list[str] = []
+    for k, (i, j) in enumerate(role_pairs(max(2, int(max_arity)))):
+        suffix = "" if k == 0 else "^-1" if k == 1 else f"[{i}->{j}]"
+        out.extend(n + suffix for n in names)
+    return out
 
 
 @dataclass
@@ -47,6 +77,8 @@ class Vocabulary:
     max_hops: int = 4
     num_buckets: int = 10
     format_version: int = FORMAT_VERSION
+    #: task names in token order; a saved vocabulary without the field means LEGACY_TASKS
+    tasks: list[str] = field(default_factory=lambda: list(LEGACY_TASKS))
     # derived offsets (filled by __post_init__)
     task_offset: int = field(init=False)
     role_offset: int = field(init=False)
@@ -57,8 +89,11 @@ class Vocabulary:
     entity_offset: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.task_offset = len(SPECIALS)
-        self.role_offset = self.task_offset + len(TASKS)
+        self.tasks = [str(t) for t in self.tasks]
+        if not self.tasks or self.tasks[0] != LP_TASK or len(set(self.tasks)) != len(self.tasks):
+            raise KGCError(f"vocabulary tasks {self.tasks}: must start with {LP_TASK!r} and have no repeats")
+        self.task_offset = TASK_OFFSET
+        self.role_offset = self.task_offset + len(self.tasks)
         self.hop_offset = self.role_offset + self.max_arity
         self.deg_offset = self.hop_offset + self.max_hops
         self.lcc_offset = self.deg_offset + self.num_buckets
@@ -85,10 +120,14 @@ class Vocabulary:
     mask = property(lambda self: 4)
     unk = property(lambda self: 5)
 
+    def task_id(self, name: str) -> int:
+        """Index of task ``name`` in :attr:`tasks` (the ``task`` column of signal examples and batches)."""
+        if name not in self.tasks:
+            raise VocabularyMismatch(f"task {name!r} is not in this vocabulary; its tasks: {', '.join(self.tasks)}")
+        return self.tasks.index(name)
+
     def task(self, name: str) -> int:
-        if name not in TASKS:
-            raise KGCError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
-        return self.task_offset + TASKS.index(name)
+        return self.task_offset + self.task_id(name)
 
     def role(self, i: int) -> int:
         if not 0 <= i < self.max_arity:
@@ -122,7 +161,7 @@ class Vocabulary:
         if tok < self.task_offset:
             return SPECIALS[tok]
         if tok < self.role_offset:
-            return f"[TASK:{TASKS[tok - self.task_offset]}]"
+            return f"[TASK:{self.tasks[tok - self.task_offset]}]"
         if tok < self.hop_offset:
             return f"[ROLE_{tok - self.role_offset}]"
         if tok < self.deg_offset:
@@ -164,42 +203,71 @@ class Vocabulary:
             )
         try:
             return cls(**d)
-        except TypeError as exc:
+        except (TypeError, KGCError) as exc:
             raise KGCError(f"{path}: malformed vocabulary ({exc})") from None
 
     def check_compatible(self, other: "Vocabulary", what: str = "checkpoint") -> None:
-        """Raise a clear error if ``other`` (e.g. a checkpoint's vocabulary) does not match this one."""
+        """Raise :class:`VocabularyMismatch` naming what differs if ``other`` (e.g. a checkpoint's
+        vocabulary) does not have this vocabulary's dataset and token layout."""
         if other.fingerprint != self.fingerprint or other.dataset != self.dataset:
-            raise KGCError(
+            raise VocabularyMismatch(
                 f"{what} was built for dataset {other.dataset!r} (fingerprint {other.fingerprint[:12]}), "
                 f"not {self.dataset!r} ({self.fingerprint[:12]}); use a pretraining run of the same dataset "
                 f"or --from-scratch"
             )
-        if self.to_dict() != other.to_dict():
-            raise KGCError(f"{what}: vocabulary layout differs from this dataset's (max_arity/hops/buckets)")
+        diffs = self.layout_differences(other)
+        if diffs:
+            raise VocabularyMismatch(
+                f"{what}: vocabulary layout differs from this dataset's: {'; '.join(diffs)} "
+                f"(theirs vs ours); token ids would not line up: use a run made with this layout or --from-scratch"
+            )
+
+    def layout_differences(self, other: "Vocabulary") -> list[str]:
+        """``"<part> differ: <other's> vs <this one's>"`` for every part of the token layout that differs."""
+        out = []
+        for key, label in (("tasks", "tasks"), ("max_arity", "roles (max_arity)"), ("max_hops", "hops"),
+                           ("num_buckets", "buckets"), ("num_relations", "relations")):
+            a, b = getattr(other, key), getattr(self, key)
+            if a != b:
+                out.append(f"{label} differ: {a} vs {b}")
+        for key, label, one in (("label_names", "labels", "label"), ("entity_names", "entities", "entity")):
+            a, b = getattr(other, key), getattr(self, key)
+            if a != b:
+                if len(a) != len(b):
+                    out.append(f"{label} differ: {len(a)} vs {len(b)}")
+                else:
+                    i = next(k for k in range(len(a)) if a[k] != b[k])
+                    out.append(f"{label} differ: {one} {i} is {a[i]!r} vs {b[i]!r}")
+        if other.format_version != self.format_version:
+            out.append(f"format differ: {other.format_version} vs {self.format_version}")
+        return out
 
     @classmethod
     def build(
         cls,
         dataset,
-        label_names: list[str] | None = None,
+        tasks=LEGACY_TASKS,
         max_hops: int = 4,
         num_buckets: int = 10,
     ) -> "Vocabulary":
-        """Vocabulary for a :class:`kgc.data.KGDataset`.
+        """Vocabulary of a :class:`kgc.data.KGDataset`, from the dataset alone.
 
-        ``label_names`` defaults to the binary layout ``[r..., r^-1...]``; n-ary
-        datasets pass the graph's label names (``KGraph.label_names``).
+        Entities and relations come from the dataset's sorted names; the edge labels are
+        ``graph_algos``' layout for the dataset's maximum arity (:func:`label_names_for`: ``[r...,
+        r^-1...]`` for binary KGs, then the n-ary role pairs). ``tasks`` is the task list (``lp``
+        first). A new run takes the signal registry's, ``pretrain_tasks.registry.TASKS``, through
+        ``pretrain_tasks.build_vocab`` (this module sits below the signals and cannot import them);
+        the default, :data:`LEGACY_TASKS`, is the list of vocabularies saved without one.
         """
-        if label_names is None:
-            label_names = list(dataset.relation_names) + [f"{r}^-1" for r in dataset.relation_names]
+        max_arity = max(2, int(dataset.max_arity))
         return cls(
             dataset=dataset.name,
             fingerprint=dataset.fingerprint,
             entity_names=list(dataset.entity_names),
-            label_names=list(label_names),
+            label_names=label_names_for(dataset.relation_names, max_arity),
             num_relations=len(dataset.relation_names),
-            max_arity=max(2, int(dataset.max_arity)),
+            max_arity=max_arity,
             max_hops=max_hops,
             num_buckets=num_buckets,
+            tasks=list(tasks),
         )

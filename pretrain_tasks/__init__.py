@@ -24,7 +24,7 @@ The model attends bidirectionally over the prefix and causally over the rest and
 is trained by next-token prediction at target positions:
 ``labels[i, j] = tokens[i, j + 1]`` for ``prefix_len[i] - 1 <= j <= len_i - 2``
 (the SEP position predicts the first target token; the last target token
-predicts EOS), ``-100`` elsewhere (:func:`pretrain_tasks.mixture.collate`).
+predicts EOS), ``-100`` elsewhere (:func:`pretrain_tasks.batching.collate`).
 Entities are ``vocab.ent(e)``, edge labels ``vocab.rel(l)`` with the
 ``graph_algos`` label layout (``r``, ``r + R`` = ``r^-1``, n-ary role pairs).
 
@@ -33,7 +33,7 @@ API::
     from graph_algos.graph import KGraph
     from pretrain_tasks import build_vocab, get_signal, load_signal, parse_signals, cached_generate
     g = KGraph.from_dataset(ds)                       # train facts only
-    vocab = build_vocab(ds, g)                        # Vocabulary.build(ds, label_names=g.label_names)
+    vocab = build_vocab(ds)                           # Vocabulary.build(ds, tasks=registry.TASKS): no graph
     sig = load_signal("shortest_path", ["max_distance=3"])   # configs/signals/<name>.yaml + overrides
     ex = sig.generate(ds, g, vocab, num_examples=None, seed=0)   # SignalExamples (None = config / all)
     ex = cached_generate(sig, ds, g, vocab, seed=0)  # same, cached under kgc_home()/signals/
@@ -41,7 +41,12 @@ API::
     data = SignalDataset([train_a, train_b, ...]); sampler = WeightedTaskSampler(data, "size")
     loader = DataLoader(data, batch_size=..., sampler=sampler, collate_fn=collate)
 
-Mixing (:mod:`pretrain_tasks.mixture`): fixed weights ("size", "uniform" or
+Modules: :mod:`~pretrain_tasks.examples` (``SignalExamples``, ``pack``, ``path_target``),
+:mod:`~pretrain_tasks.batching` (``SignalDataset``, ``collate``, ``make_labels``),
+:mod:`~pretrain_tasks.heldout` (``split_heldout``), :mod:`~pretrain_tasks.sampling` (weights, samplers),
+:mod:`~pretrain_tasks.registry` (the signal list, ``TASKS``, ``build_vocab``), one module per signal.
+
+Mixing (:mod:`pretrain_tasks.sampling`): fixed weights ("size", "uniform" or
 per signal) with :class:`WeightedTaskSampler`, or :class:`UncertaintyTaskSampler`
 (CA-MTL style: the loop reports per-example uncertainty, tasks are drawn
 ∝ softmax(EMA uncertainty / temperature) with a floor).
@@ -55,19 +60,13 @@ the fly (chunk ``c`` of worker ``w`` uses seed ``(seed, c, w)``), mixing signals
 by weight; no cache, nothing held in memory but the current chunk.
 """
 
-from .base import Signal, build_vocab, graph_label_names
+from .base import Signal
+from .batching import SignalDataset, collate, make_labels
 from .cache import cached_generate
-from .mixture import (
-    SignalDataset,
-    SignalExamples,
-    UncertaintyTaskSampler,
-    WeightedTaskSampler,
-    collate,
-    make_labels,
-    resolve_weights,
-    split_heldout,
-)
-from .registry import SIGNALS, get_signal, load_signal, parse_signals
+from .examples import SignalExamples, pack, path_target
+from .heldout import split_heldout
+from .registry import SIGNALS, TASKS, build_vocab, get_signal, load_signal, parse_signals
+from .sampling import UncertaintyTaskSampler, WeightedTaskSampler, resolve_weights
 from .streaming import StreamingSignalDataset
 
 __all__ = [
@@ -76,16 +75,18 @@ __all__ = [
     "SignalDataset",
     "SignalExamples",
     "StreamingSignalDataset",
+    "TASKS",
     "UncertaintyTaskSampler",
     "WeightedTaskSampler",
     "build_vocab",
     "cached_generate",
     "collate",
     "get_signal",
-    "graph_label_names",
     "load_signal",
     "make_labels",
+    "pack",
     "parse_signals",
+    "path_target",
     "resolve_weights",
     "split_heldout",
 ]

@@ -23,8 +23,9 @@ from typing import Callable
 import numpy as np
 
 from kgc.utils.io import atomic_write, kgc_home
+from kgc.vocab import LEGACY_TASKS
 
-from .mixture import SignalExamples
+from .examples import SignalExamples
 
 #: Bump when the token layout of any signal changes: old caches are then rebuilt.
 FORMAT_VERSION = 1
@@ -32,7 +33,7 @@ FORMAT_VERSION = 1
 
 def cache_meta(dataset, vocab, name: str, config, num_examples: int | None, seed: int) -> dict:
     cfg = asdict(config) if is_dataclass(config) else dict(config or {})
-    return {
+    meta = {
         "format_version": FORMAT_VERSION,
         "dataset": dataset.name,
         "fingerprint": dataset.fingerprint,
@@ -49,6 +50,11 @@ def cache_meta(dataset, vocab, name: str, config, num_examples: int | None, seed
             "format_version": vocab.format_version,
         },
     }
+    if list(vocab.tasks) != list(LEGACY_TASKS):
+        # the task list moves task tokens and ids; the legacy list is left out of the key so that the
+        # caches written before the list was stored stay valid (same tokens, same ids)
+        meta["vocab"]["tasks"] = list(vocab.tasks)
+    return meta
 
 
 def _canonical(meta: dict) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from graph_algos.ig_path import ig_paths
 
 from .base import Signal, signal_rng
-from .mixture import SignalExamples, pack
+from .examples import SignalExamples, pack, path_target
 
 
 @dataclass
@@ -75,9 +75,6 @@ class IGPathSignal(Signal):
         if not parts:
             return SignalExamples.empty(self.name)
         ids, h, lab, t, length, pl, pe = (np.concatenate(x) for x in zip(*parts))
-        n, L = pl.shape
-        target = np.zeros((n, 2 * L), dtype=np.int64)
-        target[:, 0::2] = vocab.rel(np.maximum(pl, 0))
-        target[:, 1::2] = vocab.ent(np.maximum(pe[:, 1:], 0))
+        target = path_target(vocab, pl, pe)
         prompt = np.stack([vocab.ent(h), vocab.rel(lab), vocab.ent(t)], axis=1)
         return pack(self.name, vocab.task(self.name), vocab.sep, vocab.eos, prompt, target, 2 * length, source=ids)

@@ -25,7 +25,7 @@ from graph_algos.khop import khop
 from kgc.errors import KGCError
 
 from .base import Signal, active_entities, signal_rng
-from .mixture import SignalExamples, pack
+from .examples import SignalExamples, pack
 from .random_walk import cycled_starts
 
 

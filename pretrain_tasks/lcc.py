@@ -33,7 +33,7 @@ from graph_algos.clustering import degree as simple_degree
 from graph_algos.clustering import local_clustering
 
 from .base import Signal, active_entities, signal_rng
-from .mixture import SignalExamples, pack
+from .examples import SignalExamples, pack
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 from graph_algos.random_walk import random_walk
 
 from .base import Signal, active_entities, signal_rng
-from .mixture import SignalExamples, pack
+from .examples import SignalExamples, pack, path_target
 
 
 @dataclass
@@ -66,9 +66,6 @@ class RandomWalkSignal(Signal):
         steps = (walk_l >= 0).sum(1)
         keep = steps > 0
         walk_e, walk_l, steps, starts = walk_e[keep], walk_l[keep], steps[keep], starts[keep]
-        n, L = walk_l.shape
-        target = np.zeros((n, 2 * L), dtype=np.int64)
-        target[:, 0::2] = vocab.rel(np.maximum(walk_l, 0))
-        target[:, 1::2] = vocab.ent(np.maximum(walk_e[:, 1:], 0))
+        target = path_target(vocab, walk_l, walk_e)
         return pack(self.name, vocab.task(self.name), vocab.sep, vocab.eos, vocab.ent(starts)[:, None],
                     target, 2 * steps, source=starts)

@@ -1,4 +1,12 @@
-"""``--signals`` names -> signal classes."""
+"""The signal registry: ``--signals`` names -> signal classes, and the vocabulary's task list.
+
+:data:`SIGNALS` is the one list of signals. Its order is the order of the task tokens:
+:data:`TASKS` is ``lp`` then the signals, and every vocabulary built here stores it
+(``vocab.json``, checkpoints' ``kgc.vocab``). Add a new signal at the **end**: the ids of the
+existing task tokens stay, the new vocabularies get one more task token, and a checkpoint
+made with the old list is refused by name (``kgc.vocab.VocabularyMismatch``: tasks differ)
+instead of failing on a tensor shape.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ from typing import Any, Mapping
 
 from kgc.errors import KGCError
 from kgc.resources import config_dir
-from kgc.vocab import SIGNALS as SIGNAL_NAMES
+from kgc.vocab import LP_TASK, Vocabulary
 
 from .base import Signal
 from .ig_path import IGPathSignal
@@ -23,7 +31,10 @@ SIGNALS: dict[str, type[Signal]] = {
     "ig_path": IGPathSignal,
     "lcc": LCCSignal,
 }
-assert tuple(SIGNALS) == SIGNAL_NAMES
+#: The signal names in registry order.
+SIGNAL_NAMES: tuple[str, ...] = tuple(SIGNALS)
+#: The task list of a new vocabulary: link prediction, then every registered signal.
+TASKS: tuple[str, ...] = (LP_TASK,) + SIGNAL_NAMES
 
 #: Folder of the per-signal YAML defaults (``configs/signals/<name>.yaml``).
 CONFIG_DIR = config_dir("signals")
@@ -90,3 +101,20 @@ def load_signal(name: str, overrides: Mapping[str, Any] | list[str] | None = Non
     elif overrides:
         data = apply_overrides(data, list(overrides))
     return cls(from_dict(cls.Config, data, where=str(path) if path else f"signals.{name}"))
+
+
+def build_vocab(dataset, graph=None, max_hops: int = 4, num_buckets: int = 10) -> Vocabulary:
+    """The :class:`kgc.vocab.Vocabulary` of ``dataset`` with the registry's task list (:data:`TASKS`).
+
+    Built from the dataset alone (sorted entity and relation names, maximum arity); ids depend only
+    on those, the task list and (``max_hops``, ``num_buckets``). ``graph``, when given (the train
+    ``KGraph`` the signals will walk), is checked to have the vocabulary's entities and labels.
+    """
+    vocab = Vocabulary.build(dataset, tasks=TASKS, max_hops=max_hops, num_buckets=num_buckets)
+    if graph is not None:
+        names = getattr(graph, "label_names", None)
+        if graph.num_labels != vocab.num_labels or graph.num_nodes != vocab.num_entities or (
+                names and list(names) != vocab.label_names):
+            raise KGCError(f"graph ({graph.num_nodes} nodes, {graph.num_labels} labels) does not match the "
+                           f"vocabulary of {dataset.name} ({vocab.num_entities} entities, {vocab.num_labels} labels)")
+    return vocab

@@ -27,7 +27,7 @@ import numpy as np
 from graph_algos.shortest_path import bfs_distances, shortest_paths
 
 from .base import Signal, active_entities, signal_rng
-from .mixture import SignalExamples, pack
+from .examples import SignalExamples, pack, path_target
 from .random_walk import cycled_starts
 
 
@@ -140,9 +140,6 @@ class ShortestPathSignal(Signal):
         length, pe, pl = paths_without_direct(graph, s, t, cfg.max_path_length, rng)
         keep = length > 0
         s, t, length, pe, pl = s[keep], t[keep], length[keep], pe[keep], pl[keep]
-        n, L = pl.shape
-        target = np.zeros((n, 2 * L), dtype=np.int64)
-        target[:, 0::2] = vocab.rel(np.maximum(pl, 0))
-        target[:, 1::2] = vocab.ent(np.maximum(pe[:, 1:], 0))
+        target = path_target(vocab, pl, pe)
         prompt = np.stack([vocab.ent(s), vocab.ent(t)], axis=1)
         return pack(self.name, vocab.task(self.name), vocab.sep, vocab.eos, prompt, target, 2 * length, source=s)

@@ -4,7 +4,7 @@
 generates examples chunk by chunk: for chunk ``c`` it picks a signal by the
 mixing weights, calls ``signal.generate(ds, graph, vocab, num_examples=chunk_size,
 seed=hash(seed, c, worker))`` and yields the chunk's examples (shuffled) as
-``(tokens, prefix_len, task)`` items for :func:`pretrain_tasks.mixture.collate`.
+``(tokens, prefix_len, task)`` items for :func:`pretrain_tasks.batching.collate`.
 It never ends (the training loop bounds it by ``max_steps``); with
 ``num_chunks`` it stops after that many chunks. DataLoader workers each stream
 their own chunks (worker id is part of the seed), so no two workers repeat work.
@@ -23,7 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from kgc.errors import KGCError
 
 from .base import Signal
-from .mixture import resolve_weights
+from .sampling import resolve_weights
 
 
 class StreamingSignalDataset(IterableDataset):

@@ -53,3 +53,28 @@ def run_module(module: str, *args: str, timeout: float = 600, env: dict | None =
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def tampered_checkpoint(src: Path, dst: Path, extra_task: str | None = None, extra_entity: str | None = None,
+                        drop_tasks: bool = False, grow_embedding: bool = True) -> Path:
+    """A copy of checkpoint ``src`` whose stored vocabulary (``kgc.vocab``) has one more task or entity (the
+    token embedding grown by one row to match, unless ``grow_embedding`` is False) or no task list at all (a
+    checkpoint written before the list was stored)."""
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    voc = ckpt["kgc"]["vocab"]
+    grow = 0
+    if extra_task is not None:
+        voc["tasks"] = list(voc["tasks"]) + [extra_task]
+        grow += 1
+    if extra_entity is not None:
+        voc["entity_names"] = list(voc["entity_names"]) + [extra_entity]
+        grow += 1
+    if drop_tasks:
+        del voc["tasks"]
+    if grow and grow_embedding:
+        w = ckpt["state_dict"]["model.tok_emb.weight"]
+        ckpt["state_dict"]["model.tok_emb.weight"] = torch.cat([w, w[:grow]])
+    torch.save(ckpt, dst)
+    return dst

@@ -1,6 +1,6 @@
 """Knowledge-graph datasets: registry, verified download, parsing, cache, custom folders, synthetic KG.
 
-Entry point: :func:`load_dataset` (see :mod:`kgc.data.dataset`); CLI:
+Entry point: :func:`load_dataset` (see :mod:`kgc.data.load`; the object is :mod:`kgc.data.dataset`); CLI:
 ``python -m kgc.data stats NAME_OR_PATH [--json]``, ``python -m kgc.data download NAME|--all``,
 ``python -m kgc.data list``.
 
@@ -24,7 +24,8 @@ Policies (also in the module docstrings):
 - **JF17K test files**: the leading instance-id column is dropped.
 """
 
-from kgc.data.dataset import KGDataset, load_dataset
+from kgc.data.dataset import KGDataset
+from kgc.data.load import load_dataset
 from kgc.data.registry import known_datasets
 
 __all__ = ["KGDataset", "load_dataset", "known_datasets"]

@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n".join(known_datasets()))
         elif args.command == "stats":
-            from kgc.data.dataset import load_dataset
+            from kgc.data.load import load_dataset
             from kgc.data.stats import compute_stats, format_stats
 
             ds = load_dataset(args.dataset, format=args.format, on_bad_lines=args.on_bad_lines)

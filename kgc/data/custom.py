@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.data.dataset import KGDataset, fingerprint_of, read_cache, write_cache
 from kgc.data.parse import ON_BAD_LINES, decode_text, detect_format, index_rows, rows_from_fields, split_fields
 from kgc.data.registry import SPLITS

@@ -33,7 +33,7 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.data.registry import FileSpec, Manifest
 from kgc.utils.io import kgc_home
 

@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 ON_BAD_LINES = ("error", "warn", "skip")
 #: Bumped when parsing semantics change; part of every dataset fingerprint (and so of the cache key).

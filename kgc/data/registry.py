@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.utils.io import read_yaml
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.data.dataset import KGDataset, fingerprint_of
 
 GENERATOR_VERSION = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 
 class QueryContext:

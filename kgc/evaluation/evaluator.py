@@ -5,8 +5,9 @@ Two kinds of scorer are accepted:
 * a :class:`LinkPredictionScorer` — ``query_vectors(tokens, roles) -> (B, D)``,
   ``entity_weight() -> (E, D)``, ``entity_bias() -> (E,) | None`` and a ``vocab``
   attribute (or pass ``vocab=``). Scores are ``q @ W.T + b``; ranks come from
-  ``kernels.filtered_rank`` on CUDA or from the chunked path of
-  :func:`~kgc.evaluation.ranks.filtered_ranks_from_vectors`. A kgc model is
+  the one filtered-rank op, ``kernels.filtered_rank`` (Triton on CUDA, the chunked
+  numba-counted path on CPU; ``use_kernel`` picks as in
+  :func:`~kgc.evaluation.ranks.impl_for`). A kgc model is
   wrapped with :class:`ModelScorer` (done automatically when ``vocab`` is given);
 * any callable ``score(queries: LinkPredictionQueries) -> (B, E)`` for generic models.
 
@@ -15,8 +16,10 @@ directions (equal counts, so the mean of the head and tail means); for n-ary
 data every position of every fact. Breakdowns use the headline tie policy.
 
 Under ``torch.distributed`` each process ranks a contiguous shard of the queries
-(no padding duplicates) and the ranks are all-gathered, so every query counts
-exactly once and every process returns the same result.
+(no padding duplicates) and a :class:`~kgc.evaluation.accumulator.RankAccumulator`
+all-gathers them with their query ids, so every query counts exactly once and
+every process returns the same result. A NaN score raises
+``kernels.NaNScoreError`` naming the query's position in the split.
 """
 
 from __future__ import annotations
@@ -28,16 +31,17 @@ from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
+from kgc.evaluation.accumulator import RankAccumulator, _dist_world
 from kgc.evaluation.filter import FilterIndex, empty_filter
-from kgc.evaluation.metrics import DEFAULT_KS, _check_ks, all_policy_metrics, breakdown
+from kgc.evaluation.metrics import DEFAULT_KS, _check_ks
 from kgc.evaluation.queries import LinkPredictionQueries
 from kgc.evaluation.ranks import (
-    DEFAULT_CHUNK_BYTES,
     TIE_POLICIES,
     Ranks,
     check_tie_policy,
     filtered_ranks_from_scores,
+    impl_for,
     filtered_ranks_from_vectors,
     rank_output,
 )
@@ -166,52 +170,11 @@ class EvaluationResult:
 
 
 # ---- distributed helpers -------------------------------------------------------------------
-def _dist_world() -> tuple[int, int]:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover
-        return 1, 0
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
 def shard_bounds(num_queries: int, world_size: int, rank: int) -> tuple[int, int]:
     """Contiguous shard ``[lo, hi)`` of ``rank``; shards partition ``range(num_queries)`` exactly."""
     if world_size < 1 or not 0 <= rank < world_size:
         raise KGCError(f"invalid distributed rank {rank} of world size {world_size}")
     return num_queries * rank // world_size, num_queries * (rank + 1) // world_size
-
-
-def gather_ranks(local: Ranks, num_queries: int, world_size: int, rank: int, all_gather=None) -> Ranks:
-    """All-gather shard ranks into the full ``(num_queries,)`` ranks in query order.
-
-    Shards differ in length by at most one; each is padded to the longest for the
-    collective and trimmed afterwards, so no query is counted twice.
-    ``all_gather(list_out, tensor)`` defaults to ``torch.distributed.all_gather``.
-    """
-    if world_size == 1:
-        return local
-    if all_gather is None:
-        import torch.distributed as dist
-
-        all_gather = dist.all_gather
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    else:
-        device = local.optimistic.device
-    bounds = [shard_bounds(num_queries, world_size, r) for r in range(world_size)]
-    size = max(hi - lo for lo, hi in bounds)
-    lo, hi = bounds[rank]
-    if len(local) != hi - lo:
-        raise KGCError(f"rank {rank}: {len(local)} local ranks, expected {hi - lo}")
-    buf = torch.zeros(2, size, dtype=torch.int64, device=device)
-    buf[0, : hi - lo] = local.optimistic.to(device)
-    buf[1, : hi - lo] = local.pessimistic.to(device)
-    out = [torch.empty_like(buf) for _ in range(world_size)]
-    all_gather(out, buf)
-    parts = [o[:, : b[1] - b[0]].cpu() for o, b in zip(out, bounds)]
-    full = torch.cat(parts, dim=1)
-    return Ranks(full[0].contiguous(), full[1].contiguous())
 
 
 # ---- evaluation ------------------------------------------------------------------------------
@@ -255,15 +218,22 @@ def rank_queries(
     filter_index: FilterIndex | None,
     *,
     batch_size: int = 512,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    chunk_bytes: int | None = None,
     entity_chunk: int | None = None,
     vocab=None,
     use_kernel: bool | str = "auto",
+    query_offset: int = 0,
 ) -> Ranks:
-    """Filtered (``filter_index`` given) or raw ranks of ``queries`` in this process (no sharding)."""
+    """Filtered (``filter_index`` given) or raw ranks of ``queries`` in this process (no sharding).
+
+    A NaN score raises ``kernels.NaNScoreError`` naming the query as ``query_offset`` + its
+    position in ``queries``."""
+    from kernels.filtered_rank import NaNScoreError
+
     if batch_size < 1:
         raise KGCError(f"batch_size must be >= 1, got {batch_size}")
     kind, scorer, vocab = _resolve_scorer(scorer, vocab)
+    impl = impl_for(use_kernel)
     parts: list[Ranks] = []
     with torch.no_grad(), _eval_mode(scorer):
         if kind in ("vectors", "model"):
@@ -278,26 +248,29 @@ def rank_queries(
                 indptr, indices = filter_index.lookup(batch)
             else:
                 indptr, indices = empty_filter(len(batch))
-            if kind == "model":
-                out = scorer.model.lp_forward(scorer.batch(batch))
-                r = rank_output(scorer.model, out, batch.target, indptr, indices, chunk_bytes=chunk_bytes,
-                                use_kernel=use_kernel)
-            elif kind == "vectors":
-                tokens, roles = batch.to_tokens(vocab)
-                qv = scorer.query_vectors(tokens.to(device), roles.to(device))
-                r = filtered_ranks_from_vectors(
-                    qv, weight, batch.target, indptr, indices, bias,
-                    chunk_bytes=chunk_bytes, entity_chunk=entity_chunk, use_kernel=use_kernel,
-                )
-            else:
-                scores = scorer(batch)
-                if not isinstance(scores, torch.Tensor) or scores.shape != (len(batch), num_entities):
-                    got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-                    raise KGCError(f"score(queries) must return ({len(batch)}, {num_entities}) scores, got {got}")
-                r = filtered_ranks_from_scores(
-                    scores, batch.target.to(scores.device), indptr.to(scores.device), indices.to(scores.device),
-                    entity_chunk=entity_chunk, chunk_bytes=chunk_bytes,
-                )
+            try:
+                if kind == "model":
+                    out = scorer.model.lp_forward(scorer.batch(batch))
+                    r = rank_output(scorer.model, out, batch.target, indptr, indices, chunk_bytes=chunk_bytes,
+                                    use_kernel=use_kernel)
+                elif kind == "vectors":
+                    tokens, roles = batch.to_tokens(vocab)
+                    qv = scorer.query_vectors(tokens.to(device), roles.to(device))
+                    r = filtered_ranks_from_vectors(
+                        qv, weight, batch.target, indptr, indices, bias,
+                        chunk_bytes=chunk_bytes, entity_chunk=entity_chunk, use_kernel=use_kernel,
+                    )
+                else:
+                    scores = scorer(batch)
+                    if not isinstance(scores, torch.Tensor) or scores.shape != (len(batch), num_entities):
+                        got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+                        raise KGCError(f"score(queries) must return ({len(batch)}, {num_entities}) scores, got {got}")
+                    r = filtered_ranks_from_scores(
+                        scores, batch.target.to(scores.device), indptr.to(scores.device), indices.to(scores.device),
+                        entity_chunk=entity_chunk, chunk_bytes=chunk_bytes, impl=impl,
+                    )
+            except NaNScoreError as err:
+                raise err.relabel(torch.arange(len(batch)) + (query_offset + a)) from None
             parts.append(r.cpu())
     return Ranks.cat(parts)
 
@@ -310,7 +283,7 @@ def evaluate(
     batch_size: int = 512,
     tie_policy: str = "realistic",
     filtered: bool = True,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    chunk_bytes: int | None = None,
     entity_chunk: int | None = None,
     ks: Iterable[int] = DEFAULT_KS,
     vocab=None,
@@ -349,12 +322,17 @@ def evaluate(
     local = rank_queries(
         scorer, queries[lo:hi], num_entities, filter_index,
         batch_size=batch_size, chunk_bytes=chunk_bytes, entity_chunk=entity_chunk, vocab=vocab,
-        use_kernel=use_kernel,
+        use_kernel=use_kernel, query_offset=lo,
     )
-    ranks = gather_ranks(local, len(queries), world, rank)
+    keys = {"direction": queries.direction, "relation": queries.relation}
+    if not queries.is_binary:
+        keys["arity"] = queries.arity
+    acc = RankAccumulator(groups=tuple(keys))
+    acc.add(torch.arange(lo, hi), local, {k: v[lo:hi] for k, v in keys.items()})
+    collected = acc.collect(world=(world, rank), num_queries=len(queries))
+    ranks = collected.ranks
 
-    by_policy = all_policy_metrics(ranks, ks)
-    headline = ranks.get(tie_policy)
+    by_policy = collected.metrics(ks)
     rel_names = list(getattr(dataset, "relation_names", []) or [])
 
     def rel_name(r: int) -> str:
@@ -362,11 +340,11 @@ def evaluate(
 
     breakdowns: dict[str, dict[str, dict[str, float]]] = {}
     if queries.is_binary:
-        breakdowns["direction"] = breakdown(headline, queries.direction, lambda d: ("tail", "head")[d], ks)
+        breakdowns["direction"] = collected.breakdown("direction", lambda d: ("tail", "head")[d], tie_policy, ks)
     else:
-        breakdowns["arity"] = breakdown(headline, queries.arity, str, ks)
-        breakdowns["position"] = breakdown(headline, queries.direction, str, ks)
-    breakdowns["relation"] = breakdown(headline, queries.relation, rel_name, ks)
+        breakdowns["arity"] = collected.breakdown("arity", str, tie_policy, ks)
+        breakdowns["position"] = collected.breakdown("direction", str, tie_policy, ks)
+    breakdowns["relation"] = collected.breakdown("relation", rel_name, tie_policy, ks)
 
     return EvaluationResult(
         dataset=str(getattr(dataset, "name", "?")),

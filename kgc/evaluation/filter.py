@@ -25,7 +25,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.evaluation.queries import LinkPredictionQueries
 
 DEFAULT_FILTER_SPLITS = ("train", "valid", "test")

@@ -11,7 +11,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.evaluation.ranks import TIE_POLICIES, Ranks, check_tie_policy
 
 DEFAULT_KS = (1, 3, 10)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 _TENSOR_FIELDS = (
     "label",
@@ -222,7 +222,8 @@ class LinkPredictionQueries:
         ``[0, 0, role(c_1), ..., role(c_n), target_role]``; the queried position (MASK)
         is last. Rows are padded on the **right** with PAD (token 0, role 0) to the
         longest row of the batch, ``L = 3 + max n``; the model reads the hidden state
-        at the last non-pad position (``num_context + 2``).
+        at the last non-pad position, :func:`kgc.models.base.last_positions` (the one helper
+        for the queried position: right, left or middle padding alike).
         """
         q = len(self)
         n_ctx = self.num_context
@@ -239,10 +240,6 @@ class LinkPredictionQueries:
         tokens.scatter_(1, mask_col, vocab.mask)
         roles.scatter_(1, mask_col, self.target_role.unsqueeze(1))
         return tokens[:, :L].contiguous(), roles[:, :L].contiguous()
-
-    def mask_position(self) -> torch.Tensor:
-        """(Q,) index of the MASK token in :meth:`to_tokens` rows."""
-        return self.num_context + 2
 
     def anchor_positions(self) -> torch.Tensor:
         """(Q, W) fact column (0-based position) of each known entity (-1 pad); for binary queries

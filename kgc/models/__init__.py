@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.models.base import KGCModel
 from kgc.models.config import ModelConfig, load_model_config, preset_names
 from kgc.models.hybrid import HybridModel

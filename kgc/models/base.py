@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.models.batch import LPBatch, LPOutput
 from kgc.models.config import ModelConfig
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.models.ssd import ssd_chunked
 
 

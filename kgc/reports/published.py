@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.utils.io import read_yaml
 
 PUBLISHED_PATH = Path(str(files("kgc.reports") / "published.yaml"))

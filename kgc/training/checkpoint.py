@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.utils.io import atomic_write
 
 CHECKPOINT_FORMAT = 1
@@ -47,6 +47,26 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = "cpu") -> 
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise KGCError(f"{path}: not a kgc checkpoint (missing or foreign 'kgc' metadata)")
     return ckpt
+
+
+def strip_model_prefix(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The model's own state from a Lightning module's ``state_dict``: the ``model.`` entries, prefix removed."""
+    return {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
+
+
+def check_vocab_fits(state_dict: dict[str, Any], vocab, what: str = "checkpoint") -> None:
+    """Raise :class:`kgc.vocab.VocabularyMismatch` when the token embedding of ``state_dict`` (a
+    Lightning ``state_dict``, ``model.`` prefix and all) has another number of rows than ``vocab``
+    has tokens: the vocabulary stored with the weights is not the one they were trained with."""
+    from kgc.vocab import VocabularyMismatch
+
+    emb = state_dict.get("model.tok_emb.weight")
+    if emb is not None and getattr(emb, "ndim", 0) >= 1 and int(emb.shape[0]) != len(vocab):
+        raise VocabularyMismatch(
+            f"{what}: its token embedding has {int(emb.shape[0])} rows but its vocabulary has {len(vocab)} tokens "
+            f"(tasks {list(vocab.tasks)}, {vocab.num_labels} labels, {vocab.num_entities} entities): the stored "
+            f"vocabulary is not the one the weights were trained with"
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -6,9 +6,12 @@ Every field is documented here; ``configs/pretrain/*.yaml`` and
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from kgc.errors import KGCError
 
 
 @dataclass
@@ -180,9 +183,39 @@ class LoggingConfig:
         if self.every_n_steps == 0 and self.every_s == 0:
             raise ValueError("every_n_steps and every_s cannot both be 0")
         if any(n in ("mlflow", "wandb") for n in self.loggers):
-            from kgc.training.tracking import check_loggers_available
-
             check_loggers_available(self)  # a missing extra fails here, before any run folder exists
+
+
+# ---- optional logger extras (kgc.training.tracking re-exports these) --------------------------------
+#: logger name -> (extra, modules it imports); the SQLite store of MLflow needs SQLAlchemy and Alembic
+_EXTRAS = {"mlflow": ("mlflow", ("mlflow",)), "wandb": ("wandb", ("wandb",))}
+_SQL_MODULES = ("sqlalchemy", "alembic")
+
+
+class MissingExtraError(KGCError):
+    """A logger was asked for whose optional dependency is not installed."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:  # also a ``sys.modules[name] = None`` block
+        return False
+    return True
+
+
+def check_loggers_available(cfg: "LoggingConfig") -> None:
+    """Raise :class:`MissingExtraError` naming the first logger of ``cfg`` whose extra is missing."""
+    for name in cfg.loggers:
+        if name not in _EXTRAS:
+            continue
+        extra, modules = _EXTRAS[name]
+        if name == "mlflow" and (cfg.mlflow.tracking_uri is None or cfg.mlflow.tracking_uri.startswith("sqlite:")):
+            modules = modules + _SQL_MODULES
+        missing = [m for m in modules if not _importable(m)]
+        if missing:
+            raise MissingExtraError(f"logger {name!r} needs the {extra} extra ({missing[0]} is not installed): "
+                                    f"pip install 'kgc[{extra}]'")
 
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")

@@ -169,16 +169,16 @@ class LinkPredictionDataModule(pl.LightningDataModule):
         self.filter = FilterIndex.for_dataset(ds)
         self.eval_queries = {}
         self.eval_sets = {}
-        for split, key in (("valid", "val"),):  # the test split is read once, after training
-            if split not in ds.splits or len(ds.splits[split]) == 0:
-                continue
-            q = LinkPredictionQueries.from_dataset(ds, split)
-            if key == "val" and self.val_max_queries is not None and len(q) > self.val_max_queries:
+        # only validation is tokenised here: the test split is evaluated once, after training, by
+        # kgc.evaluation.evaluator.evaluate, which builds its own queries
+        if "valid" in ds.splits and len(ds.splits["valid"]) > 0:
+            q = LinkPredictionQueries.from_dataset(ds, "valid")
+            if self.val_max_queries is not None and len(q) > self.val_max_queries:
                 rng = np.random.default_rng([self.seed, 17])
                 q = q[torch.from_numpy(np.sort(rng.choice(len(q), self.val_max_queries, replace=False)))]
-            self.eval_queries[key] = q
-            self.eval_sets[key] = _tokenise(q, self.vocab, self.context)
-            self.lookups[key] = self._make_lookup(q)
+            self.eval_queries["val"] = q
+            self.eval_sets["val"] = _tokenise(q, self.vocab, self.context)
+            self.lookups["val"] = self._make_lookup(q)
 
     def _make_lookup(self, queries):
         flt = self.filter
@@ -222,6 +222,3 @@ class LinkPredictionDataModule(pl.LightningDataModule):
 
     def val_dataloader(self):
         return self._eval_loader("val")
-
-    def test_dataloader(self):
-        return self._eval_loader("test")

@@ -1,6 +1,6 @@
 """The LightningModule: one injected ``kgc.models`` model, one shared step for both phases.
 
-A batch is either a *signal* batch (pretraining, ``pretrain_tasks.mixture.collate``)::
+A batch is either a *signal* batch (pretraining, ``pretrain_tasks.batching.collate``)::
 
     tokens (B, L), prefix_len (B,), labels (B, L) (-100 outside target positions), task (B,)
 
@@ -10,8 +10,10 @@ trained with 1-N label-smoothed cross-entropy over all entities (fused by
 ``kernels.linear_cross_entropy``; with a context pointer the (B, E) scores are formed
 densely and ``kernels.cross_entropy_from_logits`` takes the same loss). Validation logs per-task loss and token
 accuracy for signal batches and filtered MRR/Hits (realistic ranks) for
-link-prediction batches; every query is counted exactly once under DDP
-(ranks are gathered with their query index and de-duplicated).
+link-prediction batches, ranked by the one filtered-rank op (``kernels.filtered_rank`` through
+``kgc.evaluation.ranks.rank_output``) and collected in a ``kgc.evaluation.RankAccumulator``, the
+collector ``kgc.evaluate`` uses: every query is counted exactly once under DDP (ranks are gathered
+with their query index and de-duplicated).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 from kgc.models.batch import LPBatch
 from kgc.training.checkpoint import CHECKPOINT_FORMAT
 from kgc.training.config import OptimConfig
-from kgc.vocab import TASKS, Vocabulary
+from kgc.vocab import Vocabulary
 
 
 #: top-level model attributes trained at ``optim.embedding_lr`` (the identity path's tables)
@@ -73,9 +75,8 @@ class KGCLitModule(pl.LightningModule):
         self.filter_lookups = dict(filter_lookups or {})
         self.meta = dict(meta or {})
         self.task_sampler = task_sampler
-        self._val_ranks: list[torch.Tensor] = []
-        self._val_index: list[torch.Tensor] = []
-        self._task_names = list(TASKS)
+        self._rank_acc = None  # kgc.evaluation.RankAccumulator, created by the first link-prediction batch
+        self._task_names = list(vocab.tasks)
         self._val_task_stats: torch.Tensor | None = None
 
     # ---- steps -------------------------------------------------------------
@@ -148,7 +149,7 @@ class KGCLitModule(pl.LightningModule):
         return loss
 
     def _task_name(self, task: int) -> str:
-        """``batch["task"]`` holds the index in :data:`kgc.vocab.TASKS`."""
+        """``batch["task"]`` holds the index in ``vocab.tasks``."""
         return self._task_names[task] if 0 <= task < len(self._task_names) else f"task{task}"
 
     def training_step(self, batch, batch_idx):
@@ -164,6 +165,8 @@ class KGCLitModule(pl.LightningModule):
 
     # ---- link-prediction ranking -------------------------------------------------
     def _rank_batch(self, batch: LPBatch, stage: str) -> None:
+        from kernels.filtered_rank import NaNScoreError
+        from kgc.evaluation.accumulator import RankAccumulator
         from kgc.evaluation.ranks import rank_output
 
         qi = batch.query_index
@@ -173,34 +176,23 @@ class KGCLitModule(pl.LightningModule):
         else:
             indptr = torch.zeros(len(qi) + 1, dtype=torch.long)
             indices = torch.zeros(0, dtype=torch.long)
-        ranks = rank_output(self.model, self.model.lp_forward(batch), batch.target, indptr, indices)
-        self._val_ranks.append(torch.stack([ranks.optimistic, ranks.pessimistic], 1).float())
-        self._val_index.append(qi)
-
-    def _gather_ranks(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if not self._val_ranks:
-            return None
-        ranks = torch.cat(self._val_ranks)
-        index = torch.cat(self._val_index)
-        self._val_ranks, self._val_index = [], []
-        if self.trainer is not None and self.trainer.world_size > 1:
-            ranks = self.all_gather(ranks).reshape(-1, 2)
-            index = self.all_gather(index).reshape(-1)
-        # count each query exactly once (DDP samplers may repeat queries to even out shards)
-        index_u, first = _unique_first(index)
-        return index_u, ranks[first]
+        try:
+            ranks = rank_output(self.model, self.model.lp_forward(batch), batch.target, indptr, indices)
+        except NaNScoreError as err:  # name the query by its index in the split
+            raise err.relabel(qi.cpu()) from None
+        if self._rank_acc is None:
+            self._rank_acc = RankAccumulator()
+        self._rank_acc.add(qi, ranks)
 
     def _log_rank_metrics(self, stage: str) -> None:
-        from kgc.evaluation.metrics import policy_metrics
-        from kgc.evaluation.ranks import Ranks
-
-        got = self._gather_ranks()
-        if got is None:
+        acc, self._rank_acc = self._rank_acc, None
+        if acc is None:  # no link-prediction batch (every process sees the same kinds of batch)
             return
-        _, ranks = got
-        ranks = Ranks(ranks[:, 0].long().cpu(), ranks[:, 1].long().cpu())
-        m = policy_metrics(ranks, "realistic")
-        self.last_rank_metrics = {"realistic": m, "pessimistic": policy_metrics(ranks, "pessimistic")}
+        world = (1, 0)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            world = (self.trainer.world_size, self.trainer.global_rank)
+        # every process's ranks, each query once (DDP samplers may repeat queries to even out shards)
+        m = acc.collect(world=world).metrics()["realistic"]
         for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
             self.log(f"{stage}/{key}", m[key], prog_bar=key == "mrr", sync_dist=False)
         self.log(f"{stage}/num_queries", float(m["count"]), sync_dist=False)
@@ -290,15 +282,6 @@ class _Schedule:
         if self.kind == "cosine":
             return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * frac))
         return self.floor + (1 - self.floor) * (1 - frac)
-
-
-def _unique_first(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sorted unique values of ``index`` and the position of the first occurrence of each."""
-    order = torch.argsort(index, stable=True)
-    sorted_idx = index[order]
-    first_mask = torch.ones_like(sorted_idx, dtype=torch.bool)
-    first_mask[1:] = sorted_idx[1:] != sorted_idx[:-1]
-    return sorted_idx[first_mask], order[first_mask]
 
 
 def _plain(obj: Any) -> Any:

@@ -16,15 +16,20 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from kgc import KGCError
-from kgc.vocab import SIGNALS, TASKS
+from kgc.errors import KGCError
+
+
+def _all_signals() -> list[str]:
+    from pretrain_tasks.registry import SIGNAL_NAMES
+
+    return list(SIGNAL_NAMES)
 
 
 @dataclass
 class SignalsConfig:
     """Which signals to pretrain on and how to mix them.
 
-    names: signal names (``all`` = the five). weights: ``uniform``, ``size``
+    names: signal names (``all`` = every registered signal). weights: ``uniform``, ``size``
     (proportional to #sequences) or ``{signal: weight}``. sampler: ``fixed``
     (the weights) or ``uncertainty`` (CA-MTL-style: tasks drawn by the model's
     current relative loss; ``temperature`` and ``floor`` shape it).
@@ -33,7 +38,7 @@ class SignalsConfig:
     options: per-signal config overrides, e.g. ``{shortest_path: {max_distance: 2}}``.
     """
 
-    names: list[str] = field(default_factory=lambda: list(SIGNALS))
+    names: list[str] = field(default_factory=_all_signals)
     weights: Any = "uniform"
     sampler: Literal["fixed", "uncertainty"] = "fixed"
     temperature: float = 0.5
@@ -73,10 +78,11 @@ class StepTaskBatchSampler(Sampler[list[int]]):
     depends on the sampler's state, which the checkpoint carries.
     """
 
-    def __init__(self, task_sampler, task_index: dict[int, np.ndarray], batch_size: int, seed: int,
-                 step_fn: Callable[[], int]):
+    def __init__(self, task_sampler, task_index: dict[int, np.ndarray], task_ids: dict[str, int], batch_size: int,
+                 seed: int, step_fn: Callable[[], int]):
         self.task_sampler = task_sampler
         self.task_index = task_index
+        self.task_ids = task_ids  # signal name -> task id (SignalDataset.task_ids)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.step_fn = step_fn
@@ -91,7 +97,7 @@ class StepTaskBatchSampler(Sampler[list[int]]):
         probs = self.task_sampler.probabilities()  # {signal name: p}
         names = list(probs)
         p = np.array([probs[n] for n in names], dtype=np.float64)
-        pool = self.task_index[TASKS.index(names[rng.choice(len(names), p=p / p.sum())])]
+        pool = self.task_index[self.task_ids[names[rng.choice(len(names), p=p / p.sum())]]]
         return pool[rng.integers(0, len(pool), size=self.batch_size)].tolist()
 
     def __iter__(self):
@@ -172,8 +178,8 @@ class PretrainDataModule(pl.LightningDataModule):
         # of a resumed run, kgc.training.preemption.RNGStateCallback)
         g = torch.Generator().manual_seed(self.seed)
         if world == 1:  # single-task, step-indexed batches (DDP keeps Lightning's distributed sampler)
-            batches = StepTaskBatchSampler(self.sampler, self.train_set.task_index, self.batch_size, self.seed,
-                                           self._global_step)
+            batches = StepTaskBatchSampler(self.sampler, self.train_set.task_index, self.train_set.task_ids,
+                                           self.batch_size, self.seed, self._global_step)
             return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
                               generator=g)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate,

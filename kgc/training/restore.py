@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kgc import KGCError
+from kgc.errors import KGCError
 from kgc.config import from_dict
 from kgc.models.config import ModelConfig
-from kgc.training.checkpoint import load_checkpoint_file
+from kgc.training.checkpoint import check_vocab_fits, load_checkpoint_file, strip_model_prefix
 from kgc.vocab import Vocabulary
 
 
@@ -23,8 +23,9 @@ def load_model(checkpoint: str | Path, map_location: str = "cpu"):
         cfg = from_dict(ModelConfig, meta["model"], where=f"{checkpoint} model config")
     except (KeyError, TypeError) as exc:
         raise KGCError(f"{checkpoint}: checkpoint metadata incomplete ({exc})") from None
+    check_vocab_fits(ckpt["state_dict"], vocab, what=f"checkpoint {checkpoint}")
     model = build_model(cfg, len(vocab), vocab.num_entities, vocab.entity_offset)
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state = strip_model_prefix(ckpt["state_dict"])
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -35,14 +36,22 @@ def load_model(checkpoint: str | Path, map_location: str = "cpu"):
     return model, vocab, meta
 
 
-def dataset_for(vocab: Vocabulary, dataset=None):
-    """Load ``dataset`` (default: the checkpoint's own) and check it matches the vocabulary."""
+def dataset_for(vocab: Vocabulary, dataset=None, what: str = "the checkpoint"):
+    """Load ``dataset`` (default: the checkpoint's own) and check it matches the vocabulary.
+
+    The dataset must be the one the checkpoint was trained on (same fingerprint), and the
+    vocabulary's entities, relations, labels and roles must be that dataset's
+    (:class:`kgc.vocab.VocabularyMismatch` names what differs). The task list, hops and buckets
+    are the checkpoint's own: it evaluates and predicts with its own token layout."""
     from kgc.data import load_dataset
+    from kgc.vocab import VocabularyMismatch
 
     ds = load_dataset(dataset if dataset is not None else vocab.dataset)
     if ds.fingerprint != vocab.fingerprint or ds.name != vocab.dataset:
-        raise KGCError(
+        raise VocabularyMismatch(
             f"the checkpoint was trained on {vocab.dataset!r} (fingerprint {vocab.fingerprint[:12]}), "
             f"not {ds.name!r} ({ds.fingerprint[:12]})"
         )
+    Vocabulary.build(ds, tasks=vocab.tasks, max_hops=vocab.max_hops, num_buckets=vocab.num_buckets).check_compatible(
+        vocab, what=what)
     return ds

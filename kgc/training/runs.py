@@ -23,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from kgc import KGCError, __version__
+from kgc._version import __version__
+from kgc.errors import KGCError
 from kgc.utils.io import atomic_write, read_json, write_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

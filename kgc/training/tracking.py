@@ -19,7 +19,6 @@ tracking").
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from pathlib import Path
@@ -30,42 +29,12 @@ from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
 from pytorch_lightning.loggers import MLFlowLogger, WandbLogger  # importable without mlflow / wandb
 from pytorch_lightning.utilities import rank_zero_only
 
-from kgc import KGCError
+from kgc.errors import KGCError
+from kgc.training.config import _EXTRAS, MissingExtraError, check_loggers_available  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from kgc.training.config import LoggingConfig
     from kgc.training.runs import RunDir
-
-#: logger name -> (extra, modules it imports); the SQLite store of MLflow needs SQLAlchemy and Alembic
-_EXTRAS = {"mlflow": ("mlflow", ("mlflow",)), "wandb": ("wandb", ("wandb",))}
-_SQL_MODULES = ("sqlalchemy", "alembic")
-
-
-class MissingExtraError(KGCError):
-    """A logger was asked for whose optional dependency is not installed."""
-
-
-def _importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-    except ImportError:  # also a ``sys.modules[name] = None`` block
-        return False
-    return True
-
-
-def check_loggers_available(cfg: "LoggingConfig") -> None:
-    """Raise :class:`MissingExtraError` naming the first logger of ``cfg`` whose extra is missing."""
-    for name in cfg.loggers:
-        if name not in _EXTRAS:
-            continue
-        extra, modules = _EXTRAS[name]
-        if name == "mlflow" and (cfg.mlflow.tracking_uri is None or cfg.mlflow.tracking_uri.startswith("sqlite:")):
-            modules = modules + _SQL_MODULES
-        missing = [m for m in modules if not _importable(m)]
-        if missing:
-            raise MissingExtraError(f"logger {name!r} needs the {extra} extra ({missing[0]} is not installed): "
-                                    f"pip install 'kgc[{extra}]'")
-
 
 # ---- MLflow -----------------------------------------------------------------------------------------
 def mlflow_store(cfg: "LoggingConfig", run: "RunDir") -> tuple[str, str | None]:
@@ -110,7 +79,7 @@ def build_loggers(run: "RunDir", cfg: "LoggingConfig", keep_below_step: int | No
     and W&B runs recorded in ``run.json``)."""
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from kgc.training.runner import _ResumableCSVLogger
+    from kgc.training.csv_log import _ResumableCSVLogger
     from kgc.training.runs import is_launch_rank_zero
     from kgc.utils.console import is_quiet
 

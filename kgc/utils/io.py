@@ -17,7 +17,7 @@ from typing import IO, Any, Iterator
 
 import yaml
 
-from kgc import KGCError
+from kgc.errors import KGCError
 
 
 @contextlib.contextmanager

@@ -84,3 +84,15 @@ def test_step_cost_smoke_on_umls(tmp_path):
     assert [r["step"] for r in rows] == ["reference encoder", "single-row last block", "+ allocator tuning"]
     assert all(r["median_s"] > 0 and r["parameters"] == rows[0]["parameters"] for r in rows)
     assert res.stdout.strip().splitlines()[-3].startswith("| reference encoder |")
+
+
+def test_log_lines_reports_longest_line_carriage_returns_and_gaps(tmp_path):
+    import json
+
+    code = "import time,sys; print('a'); sys.stdout.write('x' * 50 + '\\r' + 'y\\n'); sys.stdout.flush(); time.sleep(0.6); print('b')"
+    out = subprocess.run([sys.executable, str(BENCH / "log_lines.py"), "--log", str(tmp_path / "log.txt"), "--",
+                          sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    assert report["rc"] == 0 and report["lines"] == 3 and report["carriage_returns"] == 1
+    assert report["longest_line"] == 52 and report["bytes"] == len((tmp_path / "log.txt").read_bytes())
+    assert 0.5 <= report["longest_gap_s"] < 5

@@ -17,6 +17,7 @@ from kgc import KGCError
 from kgc.data import load_dataset
 from kgc.data.__main__ import main
 from kgc.data.dataset import cache_dir
+from kgc.evaluation import FilterIndex
 
 from data_helpers import TEST, TRAIN, VALID, files_under, write_split_files
 
@@ -36,7 +37,7 @@ def test_folder_triples_ids_and_rows(tmp_path: Path, home: Path) -> None:
     assert ds.splits["train"].tolist() == [[0, 0, 1], [1, 1, 2], [0, 2, 0], [1, 3, 0]]
     assert ds.triples("valid").tolist() == [[0, 1, 2]]
     assert ds.splits["test"].tolist() == [[0, 1, 3]]
-    fi = ds.filter_index()
+    fi = FilterIndex.for_dataset(ds)
     assert fi.answers_for(0, 2, [0]).tolist() == [1]       # (a, r1, ?) -> b
     assert fi.answers_for(1, 1, [0]).tolist() == [3]       # (?, r2, a) -> d
     assert fi.answers_for(0, 2, [1]).tolist() == [3]       # (b, r1, ?) -> d (from test)
@@ -58,7 +59,7 @@ def test_hyperedges_detected_and_declared(tmp_path: Path, home: Path) -> None:
     assert ds.metadata["format"] == "hyperedges" and ds.max_arity == 3 and not ds.is_binary
     assert ds.splits["train"].tolist() == [[0, 0, 1, 2], [0, 0, 1, -1], [1, 1, 2, -1]]
     assert ds.arity("train").tolist() == [3, 2, 2]
-    assert ds.filter_index().answers_for(0, 3, [0, 1]).tolist() == [2]
+    assert FilterIndex.for_dataset(ds).answers_for(0, 3, [0, 1]).tolist() == [2]
     # all-binary hyperedge data must be declared; detection reads it as triples
     bin_folder = write_split_files(tmp_path / "hyper2", "m\tx\ty\n", "m\ty\tx\n", "n\tx\ty\n")
     assert load_dataset(str(bin_folder)).relation_names == ["x", "y"]

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -12,9 +13,7 @@ from kgc import KGCError
 from kgc.evaluation import (
     LinkPredictionQueries,
     ModelScorer,
-    Ranks,
     evaluate,
-    gather_ranks,
     shard_bounds,
 )
 from kgc.vocab import Vocabulary
@@ -222,27 +221,82 @@ def test_model_scorer_reads_last_non_pad_position():
         evaluate(model, ds, "test")
 
 
-def test_sharding_partitions_queries_and_gather_restores_order():
+def test_sharding_partitions_queries():
     for n in (0, 1, 7, 10):
         for world in (1, 2, 3, 4):
             bounds = [shard_bounds(n, world, r) for r in range(world)]
             assert bounds[0][0] == 0 and bounds[-1][1] == n
             assert all(bounds[i][1] == bounds[i + 1][0] for i in range(world - 1))
-    n, world = 10, 3
-    full = Ranks(torch.arange(1, n + 1), torch.arange(1, n + 1) * 2)
-    locals_ = [full[slice(*shard_bounds(n, world, r))] for r in range(world)]
-    for rank in range(world):
-        def fake_all_gather(out, buf, rank=rank):
-            size = buf.shape[1]
-            for r, loc in enumerate(locals_):
-                o = torch.full((2, size), -7, dtype=torch.int64)
-                o[0, : len(loc)] = loc.optimistic
-                o[1, : len(loc)] = loc.pessimistic
-                out[r].copy_(o if r != rank else buf)
-        got = gather_ranks(locals_[rank], n, world, rank, all_gather=fake_all_gather)
-        assert torch.equal(got.optimistic, full.optimistic) and torch.equal(got.pessimistic, full.pessimistic)
-    with pytest.raises(KGCError, match="local ranks"):
-        gather_ranks(locals_[0][:1], n, world, 0, all_gather=lambda out, buf: None)
+    # the gather of the shards (tests/evaluation/test_eval_accumulator.py) restores query order
+
+
+def test_nan_score_names_the_query_in_the_split():
+    """A NaN score raises naming the query's position in the split (not in its batch); a NaN in
+    a filtered-out column is ignored."""
+    from kgc.evaluation import FilterIndex
+    from kernels import NaNScoreError
+
+    ds = random_dataset(16, n_facts=80, num_entities=8, binary=True)
+    q_all = LinkPredictionQueries.from_dataset(ds, "test")
+    answers = FilterIndex.for_dataset(ds).answers(q_all)
+    # a query past the first batch with a known answer besides its target
+    bad_query = next(i for i in range(5, len(q_all)) if set(answers[i].tolist()) - {int(q_all.target[i])})
+    target = int(q_all.target[bad_query])
+    filtered_col = next(e for e in answers[bad_query].tolist() if e != target)
+    free_col = next(e for e in range(ds.num_entities) if e != target and e not in set(answers[bad_query].tolist()))
+
+    def make_score(col):
+        seen = [0]
+
+        def score(batch):
+            s = torch.arange(ds.num_entities, dtype=torch.float32).repeat(len(batch), 1)
+            row = bad_query - seen[0]
+            if 0 <= row < len(batch):
+                s[row, col] = float("nan")
+            seen[0] += len(batch)
+            return s
+        return score
+
+    clean = evaluate(lambda b: torch.arange(ds.num_entities, dtype=torch.float32).repeat(len(b), 1), ds, "test",
+                     batch_size=4)
+    res = evaluate(make_score(filtered_col), ds, "test", batch_size=4)
+    assert torch.equal(res.ranks.optimistic, clean.ranks.optimistic)
+    with pytest.raises(NaNScoreError, match=f"NaN score for query {bad_query}\\b"):
+        evaluate(make_score(free_col), ds, "test", batch_size=4)
+    with pytest.raises(NaNScoreError, match=f"NaN score for query {bad_query}\\b"):
+        evaluate(make_score(target), ds, "test", batch_size=4)  # the target's own score
+
+
+def test_left_padded_batch_reads_the_mask_like_right_padded():
+    """The queried position is the last non-pad token (``last_positions``), right, left or middle
+    padding alike (the model contract allows any); ``(tokens != PAD).sum(1) - 1`` would read a
+    left-padded row in the middle."""
+    from kgc.models import build_model
+    from kgc.models.config import ModelConfig
+
+    ds = random_dataset(18, n_facts=40, num_entities=5)  # mixed arities: rows of different lengths
+    vocab = vocab_for(ds)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(dim=16, layers=1, heads=2, dropout=0.0, attn_dropout=0.0),
+                        len(vocab), ds.num_entities, vocab.entity_offset).eval()
+    q = LinkPredictionQueries.from_dataset(ds, "test")
+    right = q.to_batch(vocab)
+    lengths = (right.tokens != 0).sum(1)
+    assert (lengths < right.tokens.shape[1]).any()  # some rows are padded
+    L = right.tokens.shape[1]
+    shift = (L - lengths).tolist()
+    left = dataclasses.replace(right, tokens=torch.stack([torch.roll(r, k) for r, k in zip(right.tokens, shift)]),
+                               roles=torch.stack([torch.roll(r, k) for r, k in zip(right.roles, shift)]))
+    padded = lengths < L
+    assert (left.tokens[padded, 0] == 0).all() and (left.tokens[:, -1] == vocab.mask).all()
+    assert torch.equal(last_positions(left.tokens), torch.full((len(q),), L - 1))
+    assert not torch.equal((left.tokens != 0).sum(1) - 1, last_positions(left.tokens))  # the old formula fails
+    with torch.no_grad():
+        a, b = model.lp_forward(right).query, model.lp_forward(left).query
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        scorer = ModelScorer(model, vocab)
+        torch.testing.assert_close(scorer.query_vectors(left.tokens, left.roles),
+                                   scorer.query_vectors(right.tokens, right.roles), rtol=1e-5, atol=1e-5)
 
 
 def _ddp_worker(rank, world, init_file, out_file):
@@ -297,7 +351,7 @@ def test_real_model_through_model_scorer_matches_dense_scores():
     res = evaluate(model, ds, "test", vocab=vocab, batch_size=7, use_kernel=False)
     with torch.no_grad():
         tokens, roles = q.to_tokens(vocab)
-        h = model.encode(tokens, None, roles)[torch.arange(len(q)), q.mask_position()]
+        h = model.encode(tokens, None, roles)[torch.arange(len(q)), last_positions(tokens)]
         dense = model.entity_scores(h).double()
     truth = brute_filter(ds)
     filters = [truth[brute_key(ds, "test", int(q.fact_index[i]), queried_position(q, i))] for i in range(len(q))]

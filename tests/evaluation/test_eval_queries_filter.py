@@ -4,6 +4,7 @@ import torch
 
 from kgc import KGCError
 from kgc.evaluation import FilterIndex, LinkPredictionQueries
+from kgc.models.base import last_positions
 from kgc.vocab import Vocabulary
 
 from eval_helpers import brute_filter, brute_key, make_dataset, queried_position, random_dataset
@@ -65,9 +66,13 @@ def test_to_tokens_nary_right_padded():
     assert roles[1].tolist() == [0, 0, 0, 2, 1]
     assert tokens[3].tolist() == [v.task("lp"), v.rel(1), v.ent(21), v.mask, 0]  # PAD on the right
     assert roles[3].tolist() == [0, 0, 1, 0, 0]
-    assert q.mask_position().tolist() == [4, 4, 4, 3, 3]
-    last = (tokens != 0).sum(1) - 1
+    last = last_positions(tokens)  # the one helper for the queried position
+    assert last.tolist() == [4, 4, 4, 3, 3]
     assert (tokens[torch.arange(5), last] == v.mask).all()
+    # left padding (allowed by the model contract): still the MASK; ``(tokens != 0).sum(1) - 1`` is not
+    left = torch.stack([torch.roll(r, int((r == 0).sum())) for r in tokens])
+    assert (left[torch.arange(5), last_positions(left)] == v.mask).all()
+    assert (left[torch.arange(5), (left != 0).sum(1) - 1] != v.mask).any()
 
 
 @pytest.mark.parametrize("bad, msg", [

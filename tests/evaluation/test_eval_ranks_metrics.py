@@ -14,8 +14,8 @@ from kgc.evaluation import (
     policy_metrics,
     rank_metrics,
 )
-from kgc.evaluation import ranks as ranks_mod
 from kgc.evaluation.filter import empty_filter
+from kernels.filtered_rank import _force_counter
 
 from eval_helpers import brute_ranks, make_dataset, random_dataset
 
@@ -35,9 +35,8 @@ def _setup(seed, binary, num_levels=3):
 @pytest.fixture(params=["numba", "torch"])
 def count_impl(request):
     """Run a test with the fused numba block counter and with the torch reference."""
-    ranks_mod.set_count_impl(request.param)
-    yield request.param
-    ranks_mod.set_count_impl("auto")
+    with _force_counter(request.param):
+        yield request.param
 
 
 @pytest.mark.parametrize("binary", [True, False])
@@ -73,71 +72,6 @@ def test_vector_ranks_equal_brute_force_for_every_chunking(binary, count_impl):
             r = filtered_ranks_from_vectors(qv, w, q.target, indptr, indices, b, use_kernel=False, **kw)
             assert torch.equal(r.optimistic, opt_ref), kw
             assert torch.equal(r.pessimistic, pes_ref), kw
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_block_count_equals_torch_reference(dtype):
-    g = torch.Generator().manual_seed(3)
-    block = torch.randint(-3, 4, (37, 101), generator=g).to(dtype)  # many ties
-    block[0, :5] = float("inf")
-    block[1, 7:9] = float("-inf")
-    st = block[torch.arange(37), torch.randint(0, 101, (37,), generator=g)].clone()
-    st[2] = float("inf")
-    st[3] = float("-inf")
-    views = [block, block[:, 3:60], block[::2], block.T.contiguous().T]  # contiguous and strided
-    for view in views:
-        s = st[: view.shape[0]]
-        ranks_mod.set_count_impl("numba")
-        try:
-            gt, ge = ranks_mod.count_block(view, s)
-        finally:
-            ranks_mod.set_count_impl("auto")
-        ref_gt = (view > s[:, None]).sum(1)
-        ref_ge = (view >= s[:, None]).sum(1)
-        assert torch.equal(gt, ref_gt) and torch.equal(ge, ref_ge)
-        assert (ref_ge > ref_gt).sum() > view.shape[0] // 2  # ties are plentiful
-
-
-@pytest.mark.parametrize("impl", ["numba", "torch"])
-def test_block_count_rejects_nan(impl):
-    block = torch.zeros(4, 9)
-    block[2, 5] = float("nan")
-    ranks_mod.set_count_impl(impl)
-    try:
-        with pytest.raises(KGCError, match="NaN"):
-            ranks_mod.count_block(block, torch.zeros(4))
-        with pytest.raises(KGCError, match="NaN"):  # a NaN target score too
-            ranks_mod.count_block(torch.zeros(4, 9), torch.tensor([0.0, float("nan"), 0.0, 0.0]))
-    finally:
-        ranks_mod.set_count_impl("auto")
-
-
-def test_block_count_dispatch():
-    half = torch.zeros(2, 3, dtype=torch.float16)
-    gt, ge = ranks_mod.count_block(half, torch.zeros(2, dtype=torch.float16))  # auto: torch for half
-    assert gt.tolist() == [0, 0] and ge.tolist() == [3, 3]
-    ranks_mod.set_count_impl("numba")
-    try:
-        with pytest.raises(KGCError, match="numba"):
-            ranks_mod.count_block(half, torch.zeros(2, dtype=torch.float16))
-    finally:
-        ranks_mod.set_count_impl("auto")
-    with pytest.raises(KGCError, match="unknown rank count"):
-        ranks_mod.set_count_impl("cuda")
-
-
-def test_vector_blocks_are_cache_sized_within_the_memory_bound():
-    cache = ranks_mod.DEFAULT_CACHE_ELEMS
-    assert ranks_mod._chunk_sizes(10_000, 40_943, 256 * 2**20, None, None) == (cache // 40_943, 40_943)
-    assert ranks_mod._chunk_sizes(10_000, 14_541, 256 * 2**20, None, None) == (cache // 14_541, 14_541)
-    # a million entities: the floor of MIN_QUERY_CHUNK queries keeps the matmul efficient
-    assert ranks_mod._chunk_sizes(10_000, 10**6, 2**31, None, None)[0] == ranks_mod.MIN_QUERY_CHUNK
-    # the memory bound always wins over that floor
-    qc, ec = ranks_mod._chunk_sizes(10_000, 40_943, 12 * 40_943 * 10, None, None)
-    assert (qc, ec) == (10, 40_943)
-    # cache sizing off: the whole memory budget
-    assert ranks_mod._chunk_sizes(10_000, 40_943, 256 * 2**20, None, None, cache_elems=0)[0] == \
-        (256 * 2**20 // 12) // 40_943
 
 
 def test_vector_ranks_match_kernel_when_available():
@@ -188,7 +122,7 @@ def test_duplicate_filter_entries_count_once():
 
 @pytest.mark.parametrize("call, msg", [
     (lambda: filtered_ranks_from_scores(torch.tensor([[0.0, float("nan")]]), torch.tensor([0]),
-                                        *empty_filter(1)), "NaN"),
+                                        *empty_filter(1)), "NaN score for query 0"),
     (lambda: filtered_ranks_from_scores(torch.zeros(1, 3), torch.tensor([3]), *empty_filter(1)), "target"),
     (lambda: filtered_ranks_from_scores(torch.zeros(2, 3), torch.tensor([0, 1]), *empty_filter(1)), "indptr"),
     (lambda: filtered_ranks_from_scores(torch.zeros(1, 3), torch.tensor([0]), torch.tensor([0, 1]),

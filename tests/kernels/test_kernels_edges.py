@@ -1,4 +1,4 @@
-"""Edge cases of the fast paths: infinite and NaN scores in ``filtered_rank``, cross-entropy batches
+"""Edge cases of the fast paths: infinite scores and all-NaN rows in ``filtered_rank``, cross-entropy batches
 whose targets are all ignored, and duplicated multi-label targets. Every fast path is checked
 against its dense reference and against a count or loss written out here."""
 
@@ -18,17 +18,13 @@ def _csr(lists):
 
 
 def _brute_ranks(scores, target, lists):
-    """(optimistic, pessimistic) by counting, NaN scores never counted; a NaN target ranks last."""
+    """(optimistic, pessimistic) by counting (finite and infinite scores; NaN raises in the op)."""
     opt, pes = [], []
     for i, row in enumerate(scores.tolist()):
         t = int(target[i])
         filt = set(lists[i]) - {t}
         cand = [s for e, s in enumerate(row) if e != t and e not in filt]
         st = row[t]
-        if st != st:  # NaN target: worst rank among the candidates
-            opt.append(len(cand) + 1)
-            pes.append(len(cand) + 1)
-            continue
         opt.append(1 + sum(1 for s in cand if s > st))
         pes.append(1 + sum(1 for s in cand if s >= st))
     return torch.tensor(opt), torch.tensor(pes)
@@ -58,25 +54,23 @@ def test_filtered_rank_with_infinite_scores(impl):
     assert got[1][1].item() == E - 1
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", IMPLS + ["ref"])
 def test_filtered_rank_all_nan_query_rows(impl):
-    """A query vector that is all NaN scores NaN everywhere: its target ranks last among the
-    unfiltered candidates under both policies; the other rows are untouched."""
+    """A query vector that is all NaN scores NaN everywhere: the op raises naming the first such
+    query and counting all of them (one NaN rule on every path; no rank is made up for it)."""
     g = torch.Generator().manual_seed(1)
     Q, D, E = 6, 8, 19
     q, w = torch.randn(Q, D, generator=g), torch.randn(E, D, generator=g)
-    q[[0, 3]] = float("nan")
     t = torch.randint(0, E, (Q,), generator=g)
     lists = [[1, 2, 2], [], [3], [int(t[3]), 5, 6], [7], [8, 9]]
     indptr, indices = _csr(lists)
-    got = kernels.filtered_rank(q, w, t, indptr, indices, impl=impl, chunk_bytes=4096)
-    ref = kernels.filtered_rank_ref(q, w, t, indptr, indices)
+    ok = kernels.filtered_rank(q, w, t, indptr, indices, impl=impl, chunk_bytes=4096)
     want = _brute_ranks(q @ w.T, t, lists)
-    for a, r, x in zip(got, ref, want):
-        assert torch.equal(a, r) and torch.equal(a, x)
-    for i in (0, 3):
-        worst = E - len(set(lists[i]) - {int(t[i])})
-        assert got[0][i].item() == got[1][i].item() == worst
+    assert torch.equal(ok[0], want[0]) and torch.equal(ok[1], want[1])
+    q[[0, 3]] = float("nan")
+    with pytest.raises(kernels.NaNScoreError, match="NaN score for query 0") as err:
+        kernels.filtered_rank(q, w, t, indptr, indices, impl=impl, chunk_bytes=4096)
+    assert err.value.queries == [0, 3] and err.value.count == 2
 
 
 def _lce_data(impl, B=7, D=6, E=11, seed=0):

@@ -1,12 +1,23 @@
-"""kernels.filtered_rank: Triton (interpreter on CPU) and chunked paths vs the dense reference."""
+"""kernels.filtered_rank: Triton (interpreter on CPU) and chunked paths (numba and torch block
+counters) vs the dense reference; the chunked path's block counter and block sizes; the NaN rule."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
 
 import kernels
 from kernels._memory import peak_cpu_bytes
+from kernels.filtered_rank import (
+    DEFAULT_CACHE_ELEMS,
+    MIN_QUERY_CHUNK,
+    NaNScoreError,
+    _chunk_sizes,
+    _force_counter,
+    count_block,
+)
 from kgc import KGCError
 
 Q, D, E = 21, 20, 37  # not multiples of the interpreter's 16-wide blocks
@@ -38,10 +49,13 @@ def _random_filters(q, e, target, seed=0, max_len=12):
 def _check(q, w, t, indptr, indices, b=None, impls=IMPLS, chunk_bytes=4096):
     ref = kernels.filtered_rank_ref(q, w, t, indptr, indices, b)
     for impl in impls:
-        got = kernels.filtered_rank(q, w, t, indptr, indices, b, impl=impl, chunk_bytes=chunk_bytes)
-        assert got[0].dtype == torch.int64
-        torch.testing.assert_close(got[0], ref[0], msg=f"{impl} optimistic")
-        torch.testing.assert_close(got[1], ref[1], msg=f"{impl} pessimistic")
+        counters = ("numba", "torch") if impl == "chunked" else ("auto",)
+        for counter in counters:
+            with _force_counter(counter):
+                got = kernels.filtered_rank(q, w, t, indptr, indices, b, impl=impl, chunk_bytes=chunk_bytes)
+            assert got[0].dtype == torch.int64
+            torch.testing.assert_close(got[0], ref[0], msg=f"{impl}/{counter} optimistic")
+            torch.testing.assert_close(got[1], ref[1], msg=f"{impl}/{counter} pessimistic")
     return ref
 
 
@@ -87,16 +101,70 @@ def test_non_integer_duplicate_rows_tie_exactly():
     assert n_same > 1 and bool((pess[:7] == opt[:7] + n_same - 1).all())
 
 
-def test_nan_scores():
+def _nan_data():
     g = torch.Generator().manual_seed(6)
     q, w = torch.randn(Q, D, generator=g), torch.randn(E, D, generator=g)
     t = torch.randint(0, E, (Q,), generator=g)
-    w[7, 0] = float("nan")  # entity 7 scores NaN for every query: never counted
-    t[:3] = 7  # ... and is the target of queries 0-2: they rank last among candidates
-    indptr, indices = _random_filters(Q, E, t, seed=2)
-    opt, pess = _check(q, w, t, indptr, indices)
-    n_filt = torch.tensor([len(set(indices[indptr[i]:indptr[i + 1]].tolist()) - {7}) for i in range(3)])
-    assert opt[:3].tolist() == (E - n_filt).tolist() == pess[:3].tolist()
+    t[t == 7] = 8
+    return q, w, t
+
+
+@pytest.mark.parametrize("impl, counter", [("chunked", "numba"), ("chunked", "torch"), ("triton", "auto"),
+                                           ("ref", "auto")])
+def test_nan_candidate_raises_naming_the_query_unless_filtered(impl, counter):
+    """One NaN rule on every path: entity 7 scores NaN for every query; queries that filter it rank
+    as if it were absent, the first query that does not is named in the error."""
+    q, w, t = _nan_data()
+    w[7, 0] = float("nan")
+    lists = [[7, 1, 2], [7], [7, 3, 3]] + [[7] for _ in range(Q - 3)]
+    indptr, indices = _csr(lists)
+    with _force_counter(counter):
+        got = kernels.filtered_rank(q, w, t, indptr, indices, impl=impl, chunk_bytes=4096)
+    keep = torch.ones(E, dtype=torch.bool)
+    keep[7] = False  # same ranks as without entity 7 (filtered everywhere)
+    filt = [[x if x < 7 else x - 1 for x in set(lst) - {7}] for lst in lists]
+    want = kernels.filtered_rank_ref(q, w[keep], t - (t > 7).long(), *_csr(filt))
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    lists[4], lists[9] = [1], []  # queries 4 and 9 now compare against entity 7
+    with _force_counter(counter), pytest.raises(NaNScoreError, match="NaN score for query 4") as err:
+        kernels.filtered_rank(q, w, t, *_csr(lists), impl=impl, chunk_bytes=4096)
+    # the first offending query is named; the chunked path stops at the block it is in
+    assert err.value.queries == ([4, 9] if impl != "chunked" else [4]) and isinstance(err.value, KGCError)
+
+
+@pytest.mark.parametrize("impl", IMPLS + ["ref"])
+def test_nan_target_raises_even_when_filtered(impl):
+    """The target is never filtered: a NaN target score raises though the target is in its own filter."""
+    q, w, t = _nan_data()
+    w[7, 0] = float("nan")
+    t[5] = 7
+    lists = [[7] for _ in range(Q)]
+    with pytest.raises(NaNScoreError, match="NaN score for query 5") as err:
+        kernels.filtered_rank(q, w, t, *_csr(lists), impl=impl, chunk_bytes=4096)
+    assert err.value.queries == [5]
+    # relabel names the query by a caller's ids (e.g. a batch's query index)
+    assert err.value.relabel(torch.arange(Q) + 100).queries == [105]
+
+
+@pytest.mark.parametrize("impl", ["chunked", "ref"])
+@pytest.mark.parametrize("counter", ["numba", "torch"])
+def test_scores_entry_same_nan_rule_and_ranks(impl, counter):
+    g = torch.Generator().manual_seed(11)
+    scores = torch.randint(-2, 3, (Q, E), generator=g).float()
+    t = torch.randint(0, E, (Q,), generator=g)
+    indptr, indices = _random_filters(Q, E, t, seed=4)
+    ref = kernels.filtered_rank_ref(torch.eye(Q), scores.T.contiguous(), t, indptr, indices)
+    with _force_counter(counter):
+        for ec in (None, 1, 5):
+            got = kernels.filtered_rank_from_scores(scores, t, indptr, indices, impl=impl, entity_chunk=ec)
+            assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+        bad = scores.clone()
+        bad[2, int(indices[indptr[2]])] = float("nan")  # a filtered column (row 2 filters all but 3): ignored
+        assert torch.equal(kernels.filtered_rank_from_scores(bad, t, indptr, indices, impl=impl)[0], ref[0])
+        bad[6, [c for c in range(E) if c != int(t[6]) and c not in indices[indptr[6]:indptr[7]].tolist()][0]] = \
+            float("nan")
+        with pytest.raises(NaNScoreError, match="NaN score for query 6"):
+            kernels.filtered_rank_from_scores(bad, t, indptr, indices, impl=impl, entity_chunk=2)
 
 
 def test_chunked_many_chunks_and_float64():
@@ -136,6 +204,95 @@ def test_validation_errors():
         kernels.filtered_rank(q, w[:, :2], t, *ok)
     o, p = kernels.filtered_rank(q[:0], w, t[:0], torch.zeros(1, dtype=torch.long), ok[1][:0])
     assert o.shape == (0,) and p.shape == (0,)
+
+
+# --------------------------------------------------------------------------- the chunked path's block counter
+# (moved from tests/evaluation/test_eval_ranks_metrics.py with the counter itself)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_block_count_equals_torch_reference(dtype):
+    g = torch.Generator().manual_seed(3)
+    block = torch.randint(-3, 4, (37, 101), generator=g).to(dtype)  # many ties
+    block[0, :5] = float("inf")
+    block[1, 7:9] = float("-inf")
+    st = block[torch.arange(37), torch.randint(0, 101, (37,), generator=g)].clone()
+    st[2] = float("inf")
+    st[3] = float("-inf")
+    views = [block, block[:, 3:60], block[::2], block.T.contiguous().T]  # contiguous and strided
+    for view in views:
+        s = st[: view.shape[0]]
+        gt, ge = count_block(view, s, counter="numba")
+        ref_gt = (view > s[:, None]).sum(1)
+        ref_ge = (view >= s[:, None]).sum(1)
+        assert torch.equal(gt, ref_gt) and torch.equal(ge, ref_ge)
+        assert (ref_ge > ref_gt).sum() > view.shape[0] // 2  # ties are plentiful
+
+
+@pytest.mark.parametrize("counter", ["numba", "torch"])
+def test_block_count_rejects_nan(counter):
+    block = torch.zeros(4, 9)
+    block[2, 5] = float("nan")
+    with pytest.raises(NaNScoreError, match="NaN score for query 2"):
+        count_block(block, torch.zeros(4), counter=counter)
+    with pytest.raises(NaNScoreError, match="NaN score for query 1"):  # a NaN target score too
+        count_block(torch.zeros(4, 9), torch.tensor([0.0, float("nan"), 0.0, 0.0]), counter=counter)
+
+
+def test_block_count_dispatch():
+    half = torch.zeros(2, 3, dtype=torch.float16)
+    gt, ge = count_block(half, torch.zeros(2, dtype=torch.float16))  # auto: torch for half
+    assert gt.tolist() == [0, 0] and ge.tolist() == [3, 3]
+    with pytest.raises(KGCError, match="numba"):
+        count_block(half, torch.zeros(2, dtype=torch.float16), counter="numba")
+    with pytest.raises(KGCError, match="unknown rank count"):
+        count_block(half, torch.zeros(2, dtype=torch.float16), counter="cuda")
+    with pytest.raises(KGCError, match="unknown rank count"):
+        with _force_counter("cuda"):
+            pass
+
+
+def test_vector_blocks_are_cache_sized_within_the_memory_bound():
+    cache = DEFAULT_CACHE_ELEMS
+    assert _chunk_sizes(10_000, 40_943, 256 * 2**20, None, None) == (cache // 40_943, 40_943)
+    assert _chunk_sizes(10_000, 14_541, 256 * 2**20, None, None) == (cache // 14_541, 14_541)
+    # a million entities: the floor of MIN_QUERY_CHUNK queries keeps the matmul efficient
+    assert _chunk_sizes(10_000, 10**6, 2**31, None, None)[0] == MIN_QUERY_CHUNK
+    # the memory bound always wins over that floor
+    qc, ec = _chunk_sizes(10_000, 40_943, 12 * 40_943 * 10, None, None)
+    assert (qc, ec) == (10, 40_943)
+    # cache sizing off: the whole memory budget
+    assert _chunk_sizes(10_000, 40_943, 256 * 2**20, None, None, cache_elems=0)[0] == \
+        (256 * 2**20 // 12) // 40_943
+
+
+def test_one_implementation_switch(monkeypatch):
+    """``impl=`` / ``use_impl`` / ``KGC_KERNEL_IMPL`` choose the rank implementation, and the
+    evaluation wrappers follow it: an unknown choice fails, ``ref`` runs the dense reference."""
+    from kgc.evaluation.ranks import filtered_ranks_from_vectors, impl_for
+
+    g = torch.Generator().manual_seed(12)
+    q, w = torch.randn(Q, D, generator=g), torch.randn(E, D, generator=g)
+    t = torch.randint(0, E, (Q,), generator=g)
+    indptr, indices = _random_filters(Q, E, t)
+    calls = []
+    mod = sys.modules["kernels.filtered_rank"]  # the submodule (``kernels.filtered_rank`` is the op)
+    real = mod._ranks_dense
+    monkeypatch.setattr(mod, "_ranks_dense", lambda *a: calls.append(1) or real(*a))
+    with kernels.use_impl("ref"):
+        r = filtered_ranks_from_vectors(q, w, t, indptr, indices)
+    assert calls == [1]
+    want = kernels.filtered_rank(q, w, t, indptr, indices, impl="chunked")
+    assert torch.equal(r.optimistic, want[0]) and torch.equal(r.pessimistic, want[1])
+    monkeypatch.setenv("KGC_KERNEL_IMPL", "ref")
+    kernels.filtered_rank(q, w, t, indptr, indices)
+    assert calls == [1, 1]
+    monkeypatch.setenv("KGC_KERNEL_IMPL", "fast")
+    with pytest.raises(KGCError, match="KGC_KERNEL_IMPL"):
+        kernels.filtered_rank(q, w, t, indptr, indices)
+    assert (impl_for(True), impl_for(False), impl_for("auto")) == ("triton", "chunked", None)
+    with pytest.raises(KGCError, match="use_kernel"):
+        impl_for("yes")
 
 
 # --------------------------------------------------------------------------- CUDA (skipped here)

@@ -116,3 +116,10 @@ def test_nary_lcc_buckets_equal_networkx_on_the_clique_expansion(nary):
     assert np.array_equal(ex.tokens[:, 3] - v.deg_offset, exp_d[ents])
     assert np.array_equal(ex.tokens[:, 4] - v.lcc_offset, exp_c[ents])
     assert len(np.unique(exp_d[ents])) >= 3 and len(np.unique(exp_c[ents])) >= 2  # informative buckets
+
+
+def test_nary_vocabulary_from_the_dataset_alone(nary):
+    ds, g, vocab = nary
+    alone = build_vocab(ds)  # no graph: the labels follow from the relation names and the maximum arity
+    assert alone.label_names == g.label_names and alone.num_labels == g.num_labels == 5 * 4 * 3
+    assert alone.to_dict() == vocab.to_dict()

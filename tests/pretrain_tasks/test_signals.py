@@ -9,8 +9,8 @@ import pytest
 from graph_algos.graph import KGraph
 from graph_algos.ig_path import ig_paths
 from kgc import KGCError
-from kgc.vocab import TASKS
-from pretrain_tasks import SIGNALS, get_signal, load_signal, parse_signals
+from pretrain_tasks import SIGNALS, get_signal
+from pretrain_tasks.registry import TASKS
 from pretrain_tasks.lcc import LCCSignal
 
 from lcc_reference import expected_lcc_buckets
@@ -226,31 +226,6 @@ def test_num_examples(synth):
         assert len(get_signal(name).generate(synth.ds, synth.graph, synth.vocab, num_examples=0)) == 0
 
 
-def test_registry_errors():
-    with pytest.raises(KGCError, match="unknown signal 'nope'.*random_walk, shortest_path, khop, ig_path, lcc"):
-        get_signal("nope")
-    with pytest.raises(KGCError, match="valid signals"):
-        parse_signals("khop,bogus")
-    with pytest.raises(KGCError):
-        parse_signals("")
-    assert parse_signals("all") == list(SIGNALS)
-    assert parse_signals("lcc, khop,lcc") == ["lcc", "khop"]
-    with pytest.raises(KGCError, match="unknown key 'lenght'.*did you mean 'length'"):
-        get_signal("random_walk", {"lenght": 3})
-    with pytest.raises(KGCError, match="k must be >= 1"):
-        get_signal("khop", {"k": 0})
-
-
-def test_yaml_defaults_load():
-    for name in SIGNALS:
-        s = load_signal(name)
-        assert s.name == name
-    assert load_signal("random_walk", ["length=3"]).config.length == 3
-    assert load_signal("khop", {"k": 3}).config.k == 3
-    with pytest.raises(KGCError, match="unknown key"):
-        load_signal("lcc", ["bins=3"])
-
-
 def test_khop_k_beyond_vocab(synth):
     with pytest.raises(KGCError, match="max_hops"):
         get_signal("khop", {"k": 5}).generate(synth.ds, synth.graph, synth.vocab, num_examples=3)
@@ -259,12 +234,3 @@ def test_khop_k_beyond_vocab(synth):
 def test_vocab_graph_mismatch(synth, umls):
     with pytest.raises(KGCError, match="does not match the graph"):
         get_signal("lcc").generate(synth.ds, synth.graph, umls.vocab)
-
-
-def test_build_vocab_stable(synth):
-    from pretrain_tasks import build_vocab
-
-    v2 = build_vocab(synth.ds, KGraph.from_dataset(synth.ds))
-    assert v2.to_dict() == synth.vocab.to_dict()
-    assert synth.vocab.label_names[: synth.ds.num_relations] == synth.ds.relation_names
-    assert synth.vocab.label_names[synth.ds.num_relations] == synth.ds.relation_names[0] + "^-1"

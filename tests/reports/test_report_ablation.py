@@ -7,7 +7,8 @@ import json
 import pytest
 
 from kgc import KGCError
-from kgc.ablation import ablation_tables, main as ablation_main, parse_seeds, parse_signal_set, run_grid
+from kgc.ablation import main as ablation_main, parse_seeds, parse_signal_set, run_grid
+from kgc.reports.ablation import ablation_tables
 from kgc.reports.collect import RunRecord, signals_label
 from kgc.reports.render import ablation_header_rows
 

@@ -11,7 +11,7 @@ import pytest
 
 from kgc import KGCError
 from kgc.finetune import main as finetune_main
-from kgc.leaderboard import build_report
+from kgc.reports.build import build_report
 from kgc.reports.collect import RunRecord, collect_runs, mark_best, signals_label
 from kgc.reports.published import DATASETS, load_published
 from kgc.reports.render import fmt

@@ -170,3 +170,36 @@ def test_finetune_starts_from_newest_pretraining_run(tmp_path, tiny_pretrain_cfg
         finetune_main(["--dataset", "umls", "--init", str(pt / "checkpoints" / "last.ckpt"),
                        "--runs-root", str(runs), "--out", str(tmp_path / "bad")])
     assert not (tmp_path / "bad").exists()
+
+
+def test_finetune_init_refuses_a_checkpoint_of_another_vocabulary_layout_by_name(tmp_path, tiny_pretrain_cfg,
+                                                                                 tiny_finetune_cfg):
+    from kgc.vocab import VocabularyMismatch
+    from training_helpers import tampered_checkpoint
+
+    pt = tmp_path / "pt"
+    assert pretrain_main(["--config", str(tiny_pretrain_cfg), "--signals", "lcc", "--max-steps", "2",
+                          "--out", str(pt), "--runs-root", str(tmp_path)]) == 0
+    last = pt / "checkpoints" / "last.ckpt"
+    args = ["--dataset", "synthetic", "--config", str(tiny_finetune_cfg), "--runs-root", str(tmp_path),
+            "--max-steps", "1"]
+    # a checkpoint of a kgc with one more signal: its task list (and token count) differ from this one's
+    new_task = tampered_checkpoint(last, tmp_path / "task.ckpt", extra_task="path_rank")
+    with pytest.raises(VocabularyMismatch, match=r"checkpoint .*task\.ckpt: vocabulary layout differs.*tasks differ: "
+                                                 r"\[.*'lcc', 'path_rank'\] vs \[.*'lcc'\]"):
+        finetune_main([*args, "--init", str(new_task), "--out", str(tmp_path / "bad1")])
+    more_ents = tampered_checkpoint(last, tmp_path / "ents.ckpt", extra_entity="extra")
+    n = kgc.load_dataset("synthetic").num_entities
+    with pytest.raises(VocabularyMismatch, match=rf"entities differ: {n + 1} vs {n}"):
+        finetune_main([*args, "--init", str(more_ents), "--out", str(tmp_path / "bad2")])
+    # weights that do not fit their own stored vocabulary: named, not a tensor shape error
+    unfit = tampered_checkpoint(last, tmp_path / "unfit.ckpt", grow_embedding=False, drop_tasks=True)
+    ck = torch.load(unfit, weights_only=True)
+    ck["state_dict"]["model.tok_emb.weight"] = ck["state_dict"]["model.tok_emb.weight"][:-1]
+    torch.save(ck, unfit)
+    with pytest.raises(VocabularyMismatch, match="token embedding has .* rows but its vocabulary has"):
+        finetune_main([*args, "--init", str(unfit), "--out", str(tmp_path / "bad3")])
+    assert not any((tmp_path / f"bad{i}").exists() for i in (1, 2, 3))
+    # a checkpoint saved before the task list was stored means today's list: accepted
+    old = tampered_checkpoint(last, tmp_path / "old.ckpt", drop_tasks=True)
+    assert finetune_main([*args, "--init", str(old), "--out", str(tmp_path / "ok"), "--skip-test"]) == 0

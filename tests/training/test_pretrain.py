@@ -12,7 +12,8 @@ import torch
 
 from kgc import KGCError
 from kgc.pretrain import main as pretrain_main
-from kgc.vocab import SIGNALS, Vocabulary
+from kgc.vocab import Vocabulary
+from pretrain_tasks.registry import SIGNAL_NAMES as SIGNALS
 
 from training_helpers import run_module
 
@@ -121,7 +122,7 @@ def test_step_task_batches_are_single_task_pure_in_the_step_and_follow_the_weigh
     from scipy.stats import chisquare
 
     from kgc.training.pretrain_data import StepTaskBatchSampler
-    from kgc.vocab import TASKS
+    from pretrain_tasks.registry import TASKS
 
     class Fixed:  # the WeightedTaskSampler interface the batch sampler reads
         def __init__(self, probs, n):
@@ -136,8 +137,9 @@ def test_step_task_batches_are_single_task_pure_in_the_step_and_follow_the_weigh
     a, b, c = TASKS.index("lcc"), TASKS.index("khop"), TASKS.index("ig_path")
     task_index = {a: np.arange(0, 40), b: np.arange(40, 50), c: np.arange(50, 53)}
     probs = {"lcc": 0.5, "khop": 0.3, "ig_path": 0.2}
+    ids = {n: TASKS.index(n) for n in probs}
     step = [0]
-    s = StepTaskBatchSampler(Fixed(probs, 100), task_index, batch_size=8, seed=3, step_fn=lambda: step[0])
+    s = StepTaskBatchSampler(Fixed(probs, 100), task_index, ids, batch_size=8, seed=3, step_fn=lambda: step[0])
     assert len(s) == 13  # ceil(100 / 8) batches per epoch
     first = list(s)
     assert len(first) == 13 and all(len(x) == 8 for x in first)
@@ -145,9 +147,9 @@ def test_step_task_batches_are_single_task_pure_in_the_step_and_follow_the_weigh
     owner = {int(i): t for t, ix in task_index.items() for i in ix}
     assert all(len({owner[i] for i in x}) == 1 for x in first)  # one task per batch
     # a fresh sampler (a resumed run) at step 17 yields batches 17..25, the same as the first one's
-    other = StepTaskBatchSampler(Fixed(probs, 100), task_index, batch_size=8, seed=3, step_fn=lambda: 17)
+    other = StepTaskBatchSampler(Fixed(probs, 100), task_index, ids, batch_size=8, seed=3, step_fn=lambda: 17)
     assert list(other) == [s.batch(g) for g in range(17, 26)]
-    seed4 = StepTaskBatchSampler(Fixed(probs, 100), task_index, batch_size=8, seed=4, step_fn=lambda: 0)
+    seed4 = StepTaskBatchSampler(Fixed(probs, 100), task_index, ids, batch_size=8, seed=4, step_fn=lambda: 0)
     assert [seed4.batch(g) for g in range(5)] != first[:5]  # the seed matters
     # the task of each step follows the weights (chi-square over 3,000 steps)
     tasks = np.array([owner[s.batch(g)[0]] for g in range(3000)])
