@@ -7,7 +7,7 @@
 Every row runs in its own subprocess (the allocator setting is per process and cannot be undone),
 one after another, with the same model, batches and threads: the CPU-budget recipe's model
 (``configs/finetune/cpu-budget/``), KvsAll batches of training queries with their context, the
-loss of ``KGCLitModule.lp_loss`` + backward + AdamW step (``train_throughput.kgc_step_times``).
+loss of ``LinkPredictionModule.lp_loss`` + backward + AdamW step (``train_throughput.kgc_step_times``).
 Rows:
 
 * ``reference encoder``: ``encode(..., at=)`` replaced by the full encoding + gather (what the

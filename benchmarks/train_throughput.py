@@ -3,7 +3,7 @@
     python benchmarks/train_throughput.py --dataset fb15k237 --batch-size 256
     python benchmarks/train_throughput.py --dataset umls --smoke            # CI: seconds
 
-Ours: ``KGCLitModule.lp_loss`` (encoder + fused label-smoothed 1-N cross-entropy over all entities) +
+Ours: ``LinkPredictionModule.lp_loss`` (encoder + fused label-smoothed 1-N cross-entropy over all entities) +
 backward + the CLI's AdamW step, on pre-tokenised batches of training queries (both directions). The config is
 the one ``kgc finetune --dataset D --from-scratch`` resolves (:func:`kgc_config`, through the CLI's parser and
 :mod:`kgc.resolve`: defaults -> size defaults -> ``configs/finetune/<dataset>.yaml`` or, with ``--cpu-budget``,
@@ -61,7 +61,8 @@ def kgc_step_times(ds, batch_size: int | None, steps: int, warmup: int, sets: li
 
     from kgc.evaluation import LinkPredictionQueries
     from kgc.models import build_model
-    from kgc.training.module import KGCLitModule
+    from kgc.training.losses import OneVsAllLoss
+    from kgc.training.module import LinkPredictionModule
     from pretrain_tasks import build_vocab
 
     cfg = kgc_config(ds, sets, cpu_budget=cpu_budget, batch_size=batch_size)
@@ -69,7 +70,9 @@ def kgc_step_times(ds, batch_size: int | None, steps: int, warmup: int, sets: li
     vocab = build_vocab(ds)  # as kgc finetune builds it (the dataset + the signal registry's task list)
     torch.manual_seed(seed)
     model = build_model(mcfg, len(vocab), vocab.num_entities, vocab.entity_offset)
-    module = KGCLitModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps, label_smoothing=cfg.label_smoothing)
+    # the batches below carry one answer per row (no CSR targets): 1vsAll
+    module = LinkPredictionModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
+                                  loss=OneVsAllLoss(cfg.label_smoothing))
     module.train()
     opt = module.configure_optimizers()["optimizer"]  # the CLI's AdamW (parameter groups, lr, weight decay)
     from kgc.evaluation.context import QueryContext, query_batch

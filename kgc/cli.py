@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from typing import Callable, Iterator
 
-from kgc.errors import KGCError
-from kgc.errors import Preempted
+from kgc.errors import KGCError, Preempted
+from kgc.training.runs import default_runs_root
 
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
@@ -39,7 +38,7 @@ def add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="trainer.batch_size")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--out", help="run folder (default runs/<dataset>-<kind>-...-<time>)")
-    p.add_argument("--runs-root", default=os.environ.get("KGC_RUNS", "runs"), help="where run folders go")
+    p.add_argument("--runs-root", default=str(default_runs_root()), help="where run folders go (default $KGC_RUNS or runs)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p.add_argument("--devices", help="Lightning devices (e.g. 1, 2, auto)")
     p.add_argument("--accelerator", help="Lightning accelerator (cpu, gpu, auto)")

@@ -181,25 +181,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass
+class FinetuneSetup:
+    """What the *resolve* stage decides: the config, dataset, vocabulary and run folder, the checkpoint
+    to initialise from (``init_path``/``init_state``/``init_meta``) or to resume (``resume_ckpt``)."""
+
+    args: argparse.Namespace
+    cfg: FinetuneConfig
+    ds: Any
+    vocab: Any
+    run: Any
+    init_path: Any = None
+    init_state: dict[str, Any] | None = None
+    init_meta: dict[str, Any] = field(default_factory=dict)
+    resume_ckpt: Any = None
+    t0: float = field(default_factory=time.time)
+    train_time: float = 0.0
+
+
 def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneResult | None":
     """Fine-tune as the parsed ``args`` say (the CLI and :func:`kgc.api.run_finetuning` both come here).
 
-    ``callbacks``: extra Lightning callbacks (e.g. an HPO pruner). Returns the result on rank 0
-    (``None`` on the other ranks of a multi-process run)."""
-    import pytorch_lightning as pl
-    import torch
-    from pytorch_lightning.callbacks import EarlyStopping
+    Named stages: :func:`resolve_stage` (config, dataset, vocabulary, init checkpoint, run folder) ->
+    :func:`data_stage` -> :func:`model_stage` (build, load the init weights) -> :func:`train_stage` ->
+    :func:`evaluation_stage` (the chosen checkpoint on test once, and valid) -> :func:`report_stage`
+    (``metrics.json``, trackers, the result). ``callbacks``: extra Lightning callbacks (e.g. an HPO
+    pruner). Returns the result on rank 0 (``None`` on the other ranks of a multi-process run)."""
+    setup = resolve_stage(args)
+    dm = data_stage(setup)
+    model = model_stage(setup, dm)
+    trainer = train_stage(setup, dm, model, callbacks)
+    if not trainer.is_global_zero:
+        return None
+    chosen, result, val_result = evaluation_stage(setup, dm, model)
+    return report_stage(setup, trainer, chosen, result, val_result)
 
+
+def resolve_stage(args: argparse.Namespace) -> FinetuneSetup:
+    """Resume (``--resume`` or a DDP worker: the run folder's config, vocabulary and checkpoint) or
+    a new run (:func:`resolve_config`, the init checkpoint, a new run folder with config and vocabulary)."""
     from kgc.data import load_dataset
-    from kgc.evaluation.evaluator import ModelScorer, evaluate
-    from kgc.models import build_model
-    from kgc.training.checkpoint import check_vocab_fits, load_checkpoint_file, strip_model_prefix
-    from kgc.training.lp_data import LinkPredictionDataModule
-    from kgc.training.module import KGCLitModule
-    from kgc.training.runner import build_trainer
-    from kgc.training.runs import (RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, git_commit,
-                                   hardware, new_run_path)
-    from kgc.utils.io import write_json
+    from kgc.training.checkpoint import check_vocab_fits, load_checkpoint_file
+    from kgc.training.runs import RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, new_run_path
     from kgc.vocab import Vocabulary
     from pretrain_tasks import build_vocab
 
@@ -280,14 +303,35 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
         vocab.save(run.vocab_path)
     announce_run_dir(run, str(resume_ckpt) if resume_ckpt else None)
     say(f"run folder: {run.path}")
+    return FinetuneSetup(args=args, cfg=cfg, ds=ds, vocab=vocab, run=run, init_path=init_path, init_state=init_state,
+                         init_meta=init_meta, resume_ckpt=resume_ckpt, t0=t0)
+
+
+def data_stage(setup: FinetuneSetup):
+    """Seed everything, then the :class:`~kgc.training.lp_data.LinkPredictionDataModule` (train queries,
+    sampled validation, filter lookups, query context)."""
+    import pytorch_lightning as pl
+    import torch
+
+    from kgc.training.lp_data import LinkPredictionDataModule
+
+    cfg = setup.cfg
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-    dm = LinkPredictionDataModule(ds, vocab, cfg.trainer.batch_size, cfg.eval.batch_size,
+    dm = LinkPredictionDataModule(setup.ds, setup.vocab, cfg.trainer.batch_size, cfg.eval.batch_size,
                                   cfg.eval.val_max_queries, seed=cfg.seed, num_workers=cfg.trainer.num_workers,
                                   targets=cfg.targets, context=cfg.model.context)
     dm.setup("fit")
+    return dm
+
+
+def model_stage(setup: FinetuneSetup, dm):
+    """Build the model; load the pretraining weights (only :data:`FINETUNE_NEW_PARAMS` may be missing)."""
+    from kgc.models import build_model
+    from kgc.training.checkpoint import strip_model_prefix
+
+    cfg, vocab, ds, init_state, init_path = setup.cfg, setup.vocab, setup.ds, setup.init_state, setup.init_path
     model = build_model(cfg.model, len(vocab), vocab.num_entities, vocab.entity_offset)
     if init_state is not None:
         state = strip_model_prefix(init_state)
@@ -298,12 +342,27 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
     say(f"{ds.name}: {len(dm.train_set)} training queries, "
           f"{len(dm.eval_sets.get('val', [])) if dm.has_validation else 0} validation queries; "
           f"model {cfg.model.name} {model.num_parameters() / 1e6:.2f}M parameters")
+    return model
+
+
+def train_stage(setup: FinetuneSetup, dm, model, callbacks: list | None = None):
+    """The LightningModule and Trainer (early stopping on val/mrr, best.ckpt), then ``fit``; a preempted
+    run stops here (exit 75 through ``run_cli``), before any evaluation."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from kgc.training.losses import lp_loss_for
+    from kgc.training.module import LinkPredictionModule
+    from kgc.training.preemption import raise_if_preempted
+    from kgc.training.runner import build_trainer
+
+    cfg, vocab, ds, run, resume_ckpt = setup.cfg, setup.vocab, setup.ds, setup.run, setup.resume_ckpt
     # dataset_source: what load_dataset() takes (a registered name or the custom folder), so evaluate and
     # predict find a custom folder's train graph (for the context and the filter) without --dataset
     meta = {"kind": "finetune", "dataset": ds.name, "dataset_source": str(cfg.dataset), "model": to_dict(cfg.model)}
-    module = KGCLitModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
-                          max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
-                          label_smoothing=cfg.label_smoothing, filter_lookups=dm.lookups, meta=meta)
+    module = LinkPredictionModule(model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
+                                  loss=lp_loss_for(cfg.targets, cfg.label_smoothing),
+                                  max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
+                                  filter_lookups=dm.lookups, meta=meta)
     callbacks = list(callbacks or [])
     monitor = "val/mrr" if dm.has_validation else None
     if monitor and cfg.patience:
@@ -312,12 +371,19 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
                             grad_clip=cfg.optim.grad_clip, resume_from=resume_ckpt,
                             logging_cfg=cfg.logging, hparams=to_dict(cfg))
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
-    from kgc.training.preemption import raise_if_preempted
+    raise_if_preempted(trainer)
+    setup.train_time = time.time() - setup.t0
+    return trainer
 
-    raise_if_preempted(trainer)  # a preempted run stops here (exit 75 via run_cli), before any evaluation
-    train_time = time.time() - t0
-    if not trainer.is_global_zero:
-        return None
+
+def evaluation_stage(setup: FinetuneSetup, dm, model):
+    """Load the chosen checkpoint (``best.ckpt`` by validation MRR, else ``last.ckpt``) and evaluate it
+    on test (once; not with ``--skip-test``) and on the full validation split."""
+    from kgc.evaluation.evaluator import ModelScorer, evaluate
+    from kgc.training.checkpoint import load_checkpoint_file, strip_model_prefix
+    from kgc.training.progress import heartbeat
+
+    cfg, ds, run, args = setup.cfg, setup.ds, setup.run, setup.args
     best = run.checkpoints / "best.ckpt"
     chosen = best if best.is_file() else run.last_checkpoint()
     if chosen is None:
@@ -325,9 +391,7 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
     state = load_checkpoint_file(chosen)["state_dict"]
     model.load_state_dict(strip_model_prefix(state))
     model.eval()
-    scorer = ModelScorer(model, vocab, dm.context)
-    from kgc.training.progress import heartbeat
-
+    scorer = ModelScorer(model, setup.vocab, dm.context)
     say(f"final evaluation of {chosen.name}" + (" on validation only (--skip-test)" if args.skip_test else ""))
     with heartbeat("final evaluation", cfg.logging.every_s):  # a batch log gets a line at least every every_s
         result = None
@@ -338,6 +402,17 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
         if dm.has_validation:
             val_result = evaluate(scorer, ds, "valid", batch_size=cfg.eval.batch_size, tie_policy=cfg.eval.tie_policy,
                                   chunk_bytes=cfg.eval.chunk_mb * 2**20, distributed=False)
+    return chosen, result, val_result
+
+
+def report_stage(setup: FinetuneSetup, trainer, chosen, result, val_result) -> FinetuneResult:
+    """``metrics.json`` (headline + pessimistic + breakdowns + provenance), the trackers' final metrics
+    and artifact, ``run.json`` marked finished, the result lines."""
+    from kgc.training.runs import git_commit, hardware
+    from kgc.training.tracking import log_final_metrics
+    from kgc.utils.io import write_json
+
+    cfg, run, init_meta = setup.cfg, setup.run, setup.init_meta
     metrics = {
         **(result.to_dict() if result is not None else {}),
         "test_evaluated": result is not None,
@@ -352,14 +427,12 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> "FinetuneRes
         "finetune_max_time": cfg.trainer.max_time,
         "config": to_dict(cfg),
         "seed": cfg.seed,
-        "train_wall_time_s": round(train_time, 1),
-        "wall_time_s_total": round(time.time() - t0, 1),
+        "train_wall_time_s": round(setup.train_time, 1),
+        "wall_time_s_total": round(time.time() - setup.t0, 1),
         "commit": git_commit(),
         "hardware": hardware(),
     }
     write_json(run.metrics_path, metrics)
-    from kgc.training.tracking import log_final_metrics
-
     log_final_metrics(trainer, run.metrics_path, metrics)  # test metrics + metrics.json to MLflow / W&B
     run.update_meta(steps=int(trainer.global_step), finished=True, test_mrr=None if result is None else result.mrr)
     result_line((result or val_result).summary())

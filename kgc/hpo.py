@@ -968,6 +968,8 @@ def write_best_config(trial, path: Path, setup: _Setup, study_name: str) -> None
 # CLI
 # ---------------------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from kgc.training.runs import default_runs_root
+
     p = argparse.ArgumentParser(prog="kgc hpo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True, help="registered name or folder")
@@ -983,7 +985,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every trial (repeatable)")
     p.add_argument("--seed", type=int, help="seeds the TPE sampler and every trial's training")
-    p.add_argument("--runs-root", default=os.environ.get("KGC_RUNS", "runs"), help="where the hpo/ folder goes")
+    p.add_argument("--runs-root", default=str(default_runs_root()), help="where the hpo/ folder goes (default $KGC_RUNS or runs)")
     p.add_argument("--pruner", choices=("median", "none"), default="median",
                    help="prune trials on validation MRR (median: below the median of earlier trials at that step)")
     p.add_argument("--init", help="pretraining checkpoint every trial starts from (default: from scratch)")

@@ -16,10 +16,10 @@ explains how to read the report.
 from __future__ import annotations
 
 import argparse
-import os
 
 from kgc.cli import run_cli
 from kgc.reports.build import build_report
+from kgc.training.runs import default_runs_root
 
 __all__ = ["build_report", "main"]
 
@@ -27,7 +27,7 @@ __all__ = ["build_report", "main"]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kgc leaderboard", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", default=os.environ.get("KGC_RUNS", "runs"), help="folder of run folders (default runs/)")
+    p.add_argument("--runs", default=str(default_runs_root()), help="folder of run folders (default $KGC_RUNS or runs/)")
     p.add_argument("--out", default="reports", help="where the report files go (default reports/)")
     p.add_argument("--published", help="published-results YAML (default: kgc/reports/published.yaml)")
     args = p.parse_args(argv)

@@ -82,14 +82,22 @@ class PretrainResult:
 def run(args: argparse.Namespace, callbacks: list | None = None) -> PretrainResult | None:
     """Pretrain as the parsed ``args`` say (the CLI and :func:`kgc.api.run_pretraining` both come here).
 
-    ``callbacks``: extra Lightning callbacks. Returns the result on rank 0 (``None`` on other ranks)."""
-    import pytorch_lightning as pl
+    Named stages: :func:`resolve_stage` (the config: new, resumed or a DDP worker's) ->
+    :func:`data_stage` (signals and vocabulary) -> :func:`run_folder_stage` (create, resume or join
+    the run folder; ``run.json`` records the signal sizes) -> :func:`model_stage` ->
+    :func:`train_stage` -> :func:`report_stage`. ``callbacks``: extra Lightning callbacks. Returns the
+    result on rank 0 (``None`` on other ranks)."""
+    cfg, child, ckpt_path = resolve_stage(args)
+    dm, t0 = data_stage(cfg)
+    run = run_folder_stage(args, cfg, dm, child, ckpt_path, t0)
+    model = model_stage(cfg, dm)
+    trainer = train_stage(cfg, dm, model, run, ckpt_path, callbacks)
+    return report_stage(cfg, run, trainer, t0)
 
-    from kgc.models import build_model
-    from kgc.training.module import KGCLitModule
-    from kgc.training.pretrain_data import PretrainDataModule
-    from kgc.training.runner import build_trainer
-    from kgc.training.runs import RunDir, announce_run_dir, child_resume_checkpoint, child_run_dir, new_run_path
+
+def resolve_stage(args: argparse.Namespace):
+    """-> ``(config, the DDP worker's run folder or None, the checkpoint to resume or None)``."""
+    from kgc.training.runs import RunDir, child_resume_checkpoint, child_run_dir
 
     ckpt_path = None
     child = child_run_dir()
@@ -110,15 +118,32 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> PretrainResu
         ckpt_path = str(ckpt)
     else:
         cfg = resolve_config(args)
+    return cfg, child, ckpt_path
+
+
+def data_stage(cfg: PretrainConfig):
+    """Seed everything, then the :class:`~kgc.training.pretrain_data.PretrainDataModule`: the dataset,
+    its vocabulary and every signal's sequences (cached under ``KGC_HOME``), with a heartbeat line."""
+    import pytorch_lightning as pl
+
+    from kgc.training.pretrain_data import PretrainDataModule
+    from kgc.training.progress import heartbeat
+
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     t0 = time.time()
     dm = PretrainDataModule(cfg.dataset, cfg.signals, cfg.trainer.batch_size, seed=cfg.seed,
                             num_workers=cfg.trainer.num_workers, log=say)
-    from kgc.training.progress import heartbeat
-
     with heartbeat("building the pretraining signals", cfg.logging.every_s):  # a log line at least every every_s
         dm.prepare_data()
         dm.setup("fit")
+    return dm, t0
+
+
+def run_folder_stage(args: argparse.Namespace, cfg: PretrainConfig, dm, child, ckpt_path, t0: float):
+    """A new run folder (config, vocabulary, ``run.json`` with the signal sizes), the resumed one (its
+    vocabulary must match) or, in a DDP worker, rank 0's."""
+    from kgc.training.runs import RunDir, announce_run_dir, new_run_path
+
     vocab = dm.vocab
     sig_tag = "all" if sorted(cfg.signals.names) == sorted(SignalsConfig().names) else "+".join(cfg.signals.names)
     if child is not None:
@@ -136,16 +161,35 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> PretrainResu
     else:
         from kgc.vocab import Vocabulary
 
+        run = RunDir(args.resume)
         Vocabulary.load(run.vocab_path).check_compatible(vocab, what=f"{run.path} vocabulary")
         say(f"resuming from {ckpt_path}")
     announce_run_dir(run, ckpt_path)
     say(f"run folder: {run.path}")
     say(f"{dm.ds.name}: {dm.ds.num_entities} entities, {dm.ds.num_relations} relations; "
           f"signals {dict(dm.sizes)} ({time.time() - t0:.1f}s to build)")
+    return run
+
+
+def model_stage(cfg: PretrainConfig, dm):
+    from kgc.models import build_model
+
+    vocab = dm.vocab
     model = build_model(cfg.model, len(vocab), vocab.num_entities, vocab.entity_offset)
     say(f"model {cfg.model.name}: {model.num_parameters() / 1e6:.2f}M parameters")
-    module = KGCLitModule(
-        model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
+    return model
+
+
+def train_stage(cfg: PretrainConfig, dm, model, run, ckpt_path, callbacks: list | None = None):
+    """The LightningModule and Trainer, then ``fit``; a preempted run stops here (exit 75 via run_cli)."""
+    from kgc.training.losses import SignalLoss
+    from kgc.training.module import PretrainModule
+    from kgc.training.preemption import raise_if_preempted
+    from kgc.training.runner import build_trainer
+
+    vocab = dm.vocab
+    module = PretrainModule(
+        model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps, loss=SignalLoss(),
         max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
         meta={"kind": "pretrain", "dataset": dm.ds.name, "model": to_dict(cfg.model), "signals": cfg.signals.names},
         task_sampler=dm.sampler if cfg.signals.sampler == "uncertainty" else None,
@@ -153,16 +197,19 @@ def run(args: argparse.Namespace, callbacks: list | None = None) -> PretrainResu
     trainer = build_trainer(run, cfg.trainer, grad_clip=cfg.optim.grad_clip, resume_from=ckpt_path,
                             callbacks=callbacks, logging_cfg=cfg.logging, hparams=to_dict(cfg))
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    from kgc.training.preemption import raise_if_preempted
+    raise_if_preempted(trainer)
+    return trainer
 
-    raise_if_preempted(trainer)  # a preempted run stops here (exit 75 via run_cli), before any evaluation
-    if trainer.is_global_zero:
-        run.update_meta(steps=int(trainer.global_step), wall_time_s=round(time.time() - t0, 1),
-                        finished=trainer.global_step >= cfg.trainer.max_steps)
-        result_line(f"done: {trainer.global_step} steps in {time.time() - t0:.0f}s; checkpoints in {run.checkpoints}")
-        return PretrainResult(run_dir=run.path, checkpoint=run.checkpoints / "last.ckpt",
-                              steps=int(trainer.global_step), signals=list(cfg.signals.names))
-    return None
+
+def report_stage(cfg: PretrainConfig, run, trainer, t0: float) -> PretrainResult | None:
+    """``run.json`` (steps, wall time, finished) and the result line, on rank 0."""
+    if not trainer.is_global_zero:
+        return None
+    run.update_meta(steps=int(trainer.global_step), wall_time_s=round(time.time() - t0, 1),
+                    finished=trainer.global_step >= cfg.trainer.max_steps)
+    result_line(f"done: {trainer.global_step} steps in {time.time() - t0:.0f}s; checkpoints in {run.checkpoints}")
+    return PretrainResult(run_dir=run.path, checkpoint=run.checkpoints / "last.ckpt",
+                          steps=int(trainer.global_step), signals=list(cfg.signals.names))
 
 
 if __name__ == "__main__":

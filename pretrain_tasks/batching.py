@@ -9,6 +9,7 @@ next one, and the last target token predicts EOS. Every other position is
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields, replace
 from typing import Sequence
 
 import numpy as np
@@ -18,6 +19,26 @@ from torch.utils.data import Dataset
 from kgc.errors import KGCError
 
 from .examples import IGNORE_INDEX, PAD, SignalExamples
+
+
+@dataclass
+class SignalBatch:
+    """One batch of pretraining sequences (all int64; ``pretrain_tasks.batching.collate``).
+
+    tokens (B, L) (PAD=0, right-padded); prefix_len (B,); labels (B, L): the next token at target
+    positions, -100 elsewhere; task (B,): each row's index in ``vocab.tasks``.
+    """
+
+    tokens: torch.Tensor
+    prefix_len: torch.Tensor
+    labels: torch.Tensor
+    task: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def to(self, device) -> "SignalBatch":
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 class SignalDataset(Dataset):
@@ -62,10 +83,10 @@ class SignalDataset(Dataset):
         return {self.task_names[t]: len(ix) for t, ix in self.task_index.items()}
 
 
-def collate(batch) -> dict[str, torch.Tensor]:
+def collate(batch) -> SignalBatch:
     """Pad a batch of ``(tokens, prefix_len, task)`` to its longest sequence.
 
-    Returns ``tokens`` (B, L) int64 (PAD=0), ``prefix_len`` (B,), ``labels``
+    Returns a :class:`kgc.models.batch.SignalBatch`: ``tokens`` (B, L) int64 (PAD=0), ``prefix_len`` (B,), ``labels``
     (B, L) with ``labels[i, j] = tokens[i, j + 1]`` at target positions
     (``prefix_len - 1 <= j < len_i - 1``) and -100 elsewhere, ``task`` (B,).
     """
@@ -77,7 +98,7 @@ def collate(batch) -> dict[str, torch.Tensor]:
         tokens[i, : len(toks)] = torch.as_tensor(toks, dtype=torch.long)
     prefix_len = torch.tensor([int(x[1]) for x in batch], dtype=torch.long)
     task = torch.tensor([int(x[2]) for x in batch], dtype=torch.long)
-    return {"tokens": tokens, "prefix_len": prefix_len, "labels": make_labels(tokens, prefix_len, lens), "task": task}
+    return SignalBatch(tokens=tokens, prefix_len=prefix_len, labels=make_labels(tokens, prefix_len, lens), task=task)
 
 
 def make_labels(tokens: torch.Tensor, prefix_len: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,7 +9,8 @@ heads. Contract (docs/architecture.md, "Models")::
     entity_weight() -> (E, D)                    token-embedding rows [entity_offset, +E) when tied
     entity_bias() -> (E,) | None
     entity_scores(h (N, D)) -> (N, E)            query_vectors(h) @ entity_weight().T + bias
-    token_logits(h (..., D)) -> (..., V)         query_vectors(h) @ token_embedding.T (+ entity bias)
+    token_weight() -> (V, D)                     the token embedding, tied output layer of token_logits
+    token_logits(h (..., D)) -> (..., V)         query_vectors(h) @ token_weight().T (+ entity bias)
     lp_forward(batch: LPBatch) -> LPOutput       link prediction: query vector (+ direct term), pointer logits
     lp_scores(batch: LPBatch) -> (B, E)           q @ W.T + bias + pointer logits scattered to their entities
 
@@ -242,6 +243,10 @@ class KGCModel(nn.Module):
         """h (N, D) -> scores (N, E) over all entities (1-N scoring)."""
         return F.linear(self.query_vectors(h), self.entity_weight(), self.ent_bias)
 
+    def token_weight(self) -> torch.Tensor:
+        """(V, D): the token embedding matrix, also the (tied) output layer of :meth:`token_logits`."""
+        return self.tok_emb.weight
+
     def token_bias(self) -> torch.Tensor | None:
         """(V,) bias of :meth:`token_logits`: the entity bias on the entity columns (tied), else None."""
         if self.ent_bias is None or self.entity_emb is not None:
@@ -255,7 +260,7 @@ class KGCModel(nn.Module):
         """h (..., D) -> logits (..., V) over the whole vocabulary (tied to the token embedding).
 
         The entity bias is added to the entity columns when entity embeddings are tied."""
-        logits = F.linear(self.query_vectors(h), self.tok_emb.weight)  # (..., V)
+        logits = F.linear(self.query_vectors(h), self.token_weight())  # (..., V)
         if self.ent_bias is not None and self.entity_emb is None:
             a, b = self.entity_offset, self.entity_offset + self.num_entities
             logits = torch.cat([logits[..., :a], logits[..., a:b] + self.ent_bias, logits[..., b:]], dim=-1)

@@ -1,8 +1,9 @@
-"""Typed link-prediction batches: what :meth:`kgc.models.base.KGCModel.lp_forward` reads.
+"""Typed batches: :class:`LPBatch` (what :meth:`kgc.models.base.KGCModel.lp_forward` reads) and
+:class:`SignalBatch` (pretraining, built by ``pretrain_tasks.batching.collate``).
 
-Built by :meth:`kgc.evaluation.queries.LinkPredictionQueries.to_batch` (one row per query) and
+LPBatch is built by :meth:`kgc.evaluation.queries.LinkPredictionQueries.to_batch` (one row per query) and
 cut into training/evaluation batches by ``kgc.training.lp_data``. Lightning moves dataclass
-batches between devices field by field.
+batches between devices with their ``.to(device)`` (``move_data_to_device`` calls it).
 """
 
 from __future__ import annotations

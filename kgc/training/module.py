@@ -1,19 +1,22 @@
-"""The LightningModule: one injected ``kgc.models`` model, one shared step for both phases.
+"""The LightningModules: a shared base and one thin module per task, each with an injected loss.
 
-A batch is either a *signal* batch (pretraining, ``pretrain_tasks.batching.collate``)::
+:class:`KGCModule` (the base) wraps one ``kgc.models`` model and holds what both phases share: the
+optimiser (AdamW; embedding tables at ``optim.embedding_lr``, no weight decay on biases/norms), the
+learning-rate schedule (:class:`_Schedule`, with the ``time`` horizon read from Lightning's ``Timer``)
+and the checkpoint metadata (``checkpoint["kgc"]``: format, vocabulary, ``meta``). Its
+``training_step`` calls the subclass's :meth:`KGCModule.step`.
 
-    tokens (B, L), prefix_len (B,), labels (B, L) (-100 outside target positions), task (B,)
-
-and is trained by next-token prediction over the whole vocabulary, or a
-*link-prediction* batch, a :class:`kgc.models.batch.LPBatch` (``kgc.training.lp_data``),
-trained with 1-N label-smoothed cross-entropy over all entities (fused by
-``kernels.linear_cross_entropy``; with a context pointer the (B, E) scores are formed
-densely and ``kernels.cross_entropy_from_logits`` takes the same loss). Validation logs per-task loss and token
-accuracy for signal batches and filtered MRR/Hits (realistic ranks) for
-link-prediction batches, ranked by the one filtered-rank op (``kernels.filtered_rank`` through
-``kgc.evaluation.ranks.rank_output``) and collected in a ``kgc.evaluation.RankAccumulator``, the
-collector ``kgc.evaluate`` uses: every query is counted exactly once under DDP (ranks are gathered
-with their query index and de-duplicated).
+* :class:`PretrainModule` trains :class:`kgc.models.batch.SignalBatch` batches
+  (``pretrain_tasks.batching.collate``) with a :class:`kgc.training.losses.SignalLoss`; it logs
+  per-task loss and token accuracy (validation sums are reduced across processes at epoch end) and
+  feeds per-example losses to an optional ``UncertaintyTaskSampler``.
+* :class:`LinkPredictionModule` trains :class:`kgc.models.batch.LPBatch` batches
+  (``kgc.training.lp_data``) with a label-smoothed 1-N loss object (``OneVsAllLoss`` / ``KvsAllLoss``,
+  picked by the caller; the module never reads ``targets``). Validation and test rank every query
+  with the one filtered-rank op (``kernels.filtered_rank`` through ``kgc.evaluation.ranks.rank_output``)
+  and collect filtered MRR/Hits (realistic ranks) in a ``kgc.evaluation.RankAccumulator``, the
+  collector ``kgc.evaluate`` uses: every query is counted exactly once under DDP (ranks are gathered
+  with their query index and de-duplicated).
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from pytorch_lightning.callbacks import Timer
 import torch
 
 from kgc.models.batch import LPBatch
+from pretrain_tasks.batching import SignalBatch
 from kgc.training.checkpoint import CHECKPOINT_FORMAT
 from kgc.training.config import OptimConfig
+from kgc.training.losses import LabelSmoothedCE, SignalLoss
 from kgc.vocab import Vocabulary
 
 
@@ -35,21 +40,17 @@ from kgc.vocab import Vocabulary
 EMBEDDING_TABLES = ("tok_emb", "entity_emb", "ent_bias", "direct")
 
 
-class KGCLitModule(pl.LightningModule):
-    """Wraps a :class:`kgc.models.base.KGCModel`; see the module docstring for batch formats.
+class KGCModule(pl.LightningModule):
+    """Shared base: optimiser, schedule, checkpoint metadata; subclasses implement :meth:`step`.
 
     Args:
-        model: the injected encoder+heads module.
+        model: the injected encoder+heads module (a :class:`kgc.models.base.KGCModel`).
         vocab: the dataset's vocabulary (saved in each checkpoint's ``kgc`` metadata).
         optim: optimiser/schedule settings. max_steps: schedule horizon in steps.
+        loss: the injected loss object, called as ``loss(model, batch)``.
         max_time_s: the run's wall-clock cap; with ``optim.horizon == "time"`` the decay also ends there
             (elapsed training time from Lightning's ``Timer``, which ``max_time`` installs).
-        label_smoothing: for the link-prediction loss.
-        filter_lookups: ``{"val": fn, "test": fn}`` with fn(query_index (B,) int64) -> (indptr (B+1,),
-            indices (nnz,)) of the known true answers (train+valid+test) of those queries; a missing
-            entry ranks unfiltered.
         meta: extra JSON-able metadata stored in checkpoints (run kind, dataset, model config...).
-        task_sampler: optional ``UncertaintyTaskSampler`` fed with per-example losses.
     """
 
     def __init__(
@@ -58,11 +59,9 @@ class KGCLitModule(pl.LightningModule):
         vocab: Vocabulary,
         optim: OptimConfig,
         max_steps: int,
-        label_smoothing: float = 0.1,
+        loss,
         max_time_s: float | None = None,
-        filter_lookups=None,
         meta: dict[str, Any] | None = None,
-        task_sampler=None,
     ):
         super().__init__()
         self.model = model
@@ -70,149 +69,17 @@ class KGCLitModule(pl.LightningModule):
         self.optim_cfg = optim
         self.max_steps = max_steps
         self.max_time_s = max_time_s
+        self.loss = loss
         self._schedule: _Schedule | None = None
-        self.label_smoothing = label_smoothing
-        self.filter_lookups = dict(filter_lookups or {})
         self.meta = dict(meta or {})
-        self.task_sampler = task_sampler
-        self._rank_acc = None  # kgc.evaluation.RankAccumulator, created by the first link-prediction batch
-        self._task_names = list(vocab.tasks)
-        self._val_task_stats: torch.Tensor | None = None
 
     # ---- steps -------------------------------------------------------------
-    def signal_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Next-token cross-entropy over the vocabulary at target positions; returns (loss, per-token stats).
-
-        The (N, V) logits are never kept for backward: ``kernels.linear_cross_entropy`` fuses the tied
-        output projection with the loss; token accuracy comes from a no-grad chunked argmax."""
-        import kernels
-
-        tokens, labels = batch["tokens"], batch["labels"]
-        h = self.model.encode(tokens, batch.get("prefix_len"), batch.get("roles"))  # (B, L, D)
-        sel = labels != -100  # (B, L)
-        q = self.model.query_vectors(h[sel])  # (N, D)
-        y = labels[sel]  # (N,)
-        weight = self.model.tok_emb.weight  # (V, D), tied output layer
-        bias = self.model.token_bias()
-        tok_loss = kernels.linear_cross_entropy(q, weight, y, bias=bias, reduction="none")  # (N,)
-        with torch.no_grad():
-            correct = torch.empty_like(tok_loss)
-            step = max(1, (64 * 2**20) // (4 * weight.shape[0]))
-            for a in range(0, q.shape[0], step):
-                logits = q[a : a + step].float() @ weight.float().T
-                if bias is not None:
-                    logits += bias.float()
-                correct[a : a + step] = (logits.argmax(-1) == y[a : a + step]).float()
-        row = torch.nonzero(sel, as_tuple=True)[0]  # (N,) batch row of each target token
-        return tok_loss.mean(), {"tok_loss": tok_loss.detach(), "correct": correct, "row": row}
-
-    def lp_loss(self, batch: LPBatch) -> torch.Tensor:
-        import kernels
-
-        out = self.model.lp_forward(batch)
-        targets = dict(target=batch.target) if batch.target_indptr is None else dict(
-            target=None, target_indptr=batch.target_indptr, target_indices=batch.target_indices)
-        if out.item_entity is None:  # no pointer: fused output layer + loss
-            return kernels.linear_cross_entropy(out.query, self.model.entity_weight(), bias=self.model.entity_bias(),
-                                                label_smoothing=self.label_smoothing, **targets)
-        return kernels.cross_entropy_from_logits(self.model.lp_output_scores(out),
-                                                 label_smoothing=self.label_smoothing, **targets)
-
-    def shared_step(self, batch, stage: str) -> torch.Tensor:
-        if isinstance(batch, LPBatch):
-            loss = self.lp_loss(batch)
-            self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch), sync_dist=stage != "train")
-            return loss
-        bsz = batch["tokens"].shape[0]
-        loss, stats = self.signal_loss(batch)
-        task_of_tok = batch["task"][stats["row"]]
-        if stage == "train":
-            self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
-            for t in torch.unique(task_of_tok).tolist():
-                m = task_of_tok == t
-                name = self._task_name(t)
-                self.log(f"train/{name}/loss", stats["tok_loss"][m].mean(), batch_size=int(m.sum()))
-                self.log(f"train/{name}/acc", stats["correct"][m].mean(), batch_size=int(m.sum()))
-            if self.task_sampler is not None:
-                per_row = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], stats["tok_loss"])
-                cnt = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], torch.ones_like(stats["tok_loss"]))
-                self.task_sampler.update(batch["task"].cpu().numpy(), (per_row / cnt.clamp_min(1)).cpu().numpy())
-        else:
-            # fixed-size per-task sums, reduced across processes at epoch end (DDP-safe)
-            T = len(self._task_names)
-            acc = self._val_task_stats
-            if acc is None or acc.device != loss.device:
-                acc = self._val_task_stats = torch.zeros(3, T, dtype=torch.float64, device=loss.device)
-            acc[0].index_add_(0, task_of_tok, stats["tok_loss"].double())
-            acc[1].index_add_(0, task_of_tok, stats["correct"].double())
-            acc[2].index_add_(0, task_of_tok, torch.ones_like(stats["tok_loss"], dtype=torch.float64))
-        return loss
-
-    def _task_name(self, task: int) -> str:
-        """``batch["task"]`` holds the index in ``vocab.tasks``."""
-        return self._task_names[task] if 0 <= task < len(self._task_names) else f"task{task}"
+    def step(self, batch, stage: str) -> torch.Tensor:
+        """The loss of one batch (``stage`` "train" or "val"), logging as the task sees fit."""
+        raise NotImplementedError
 
     def training_step(self, batch, batch_idx):
-        return self.shared_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        if not isinstance(batch, LPBatch):
-            return self.shared_step(batch, "val")
-        self._rank_batch(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._rank_batch(batch, "test")
-
-    # ---- link-prediction ranking -------------------------------------------------
-    def _rank_batch(self, batch: LPBatch, stage: str) -> None:
-        from kernels.filtered_rank import NaNScoreError
-        from kgc.evaluation.accumulator import RankAccumulator
-        from kgc.evaluation.ranks import rank_output
-
-        qi = batch.query_index
-        lookup = self.filter_lookups.get(stage)
-        if lookup is not None:
-            indptr, indices = lookup(qi.cpu())
-        else:
-            indptr = torch.zeros(len(qi) + 1, dtype=torch.long)
-            indices = torch.zeros(0, dtype=torch.long)
-        try:
-            ranks = rank_output(self.model, self.model.lp_forward(batch), batch.target, indptr, indices)
-        except NaNScoreError as err:  # name the query by its index in the split
-            raise err.relabel(qi.cpu()) from None
-        if self._rank_acc is None:
-            self._rank_acc = RankAccumulator()
-        self._rank_acc.add(qi, ranks)
-
-    def _log_rank_metrics(self, stage: str) -> None:
-        acc, self._rank_acc = self._rank_acc, None
-        if acc is None:  # no link-prediction batch (every process sees the same kinds of batch)
-            return
-        world = (1, 0)
-        if self.trainer is not None and self.trainer.world_size > 1:
-            world = (self.trainer.world_size, self.trainer.global_rank)
-        # every process's ranks, each query once (DDP samplers may repeat queries to even out shards)
-        m = acc.collect(world=world).metrics()["realistic"]
-        for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
-            self.log(f"{stage}/{key}", m[key], prog_bar=key == "mrr", sync_dist=False)
-        self.log(f"{stage}/num_queries", float(m["count"]), sync_dist=False)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_rank_metrics("val")
-        acc = self._val_task_stats
-        self._val_task_stats = None
-        if acc is not None:
-            if self.trainer is not None and self.trainer.world_size > 1:
-                acc = self.all_gather(acc).reshape(-1, *acc.shape).sum(0)
-            total = acc[2].sum().clamp_min(1)
-            self.log("val/loss", float(acc[0].sum() / total), prog_bar=True)
-            for t, name in enumerate(self._task_names):
-                if acc[2, t] > 0:
-                    self.log(f"val/{name}/loss", float(acc[0, t] / acc[2, t]))
-                    self.log(f"val/{name}/acc", float(acc[1, t] / acc[2, t]))
-
-    def on_test_epoch_end(self) -> None:
-        self._log_rank_metrics("test")
+        return self.step(batch, "train")
 
     # ---- optimisation --------------------------------------------------------------
     def configure_optimizers(self):
@@ -245,6 +112,77 @@ class KGCLitModule(pl.LightningModule):
     # ---- checkpoint metadata -------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["kgc"] = {"format": CHECKPOINT_FORMAT, "vocab": self.vocab.to_dict(), **self.meta}
+
+
+class PretrainModule(KGCModule):
+    """Pretraining on :class:`SignalBatch` batches (see the module docstring).
+
+    Args: as :class:`KGCModule` (``loss`` defaults to :class:`SignalLoss`), plus
+        task_sampler: optional ``UncertaintyTaskSampler`` fed with per-example losses (its state is
+            saved in checkpoints as ``kgc_task_sampler``).
+    """
+
+    def __init__(self, model: torch.nn.Module, vocab: Vocabulary, optim: OptimConfig, max_steps: int,
+                 loss: SignalLoss | None = None, max_time_s: float | None = None,
+                 meta: dict[str, Any] | None = None, task_sampler=None):
+        super().__init__(model, vocab, optim, max_steps, loss if loss is not None else SignalLoss(),
+                         max_time_s=max_time_s, meta=meta)
+        self.task_sampler = task_sampler
+        self._task_names = list(vocab.tasks)
+        self._val_task_stats: torch.Tensor | None = None
+
+    def signal_loss(self, batch: SignalBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(mean loss, per-token stats ``tok_loss``/``correct``/``row``) of the injected loss."""
+        return self.loss(self.model, batch)
+
+    def step(self, batch: SignalBatch, stage: str) -> torch.Tensor:
+        bsz = batch.tokens.shape[0]
+        loss, stats = self.signal_loss(batch)
+        task_of_tok = batch.task[stats["row"]]
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True, batch_size=bsz)
+            for t in torch.unique(task_of_tok).tolist():
+                m = task_of_tok == t
+                name = self._task_name(t)
+                self.log(f"train/{name}/loss", stats["tok_loss"][m].mean(), batch_size=int(m.sum()))
+                self.log(f"train/{name}/acc", stats["correct"][m].mean(), batch_size=int(m.sum()))
+            if self.task_sampler is not None:
+                per_row = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], stats["tok_loss"])
+                cnt = torch.zeros(bsz, device=loss.device).index_add_(0, stats["row"], torch.ones_like(stats["tok_loss"]))
+                self.task_sampler.update(batch.task.cpu().numpy(), (per_row / cnt.clamp_min(1)).cpu().numpy())
+        else:
+            # fixed-size per-task sums, reduced across processes at epoch end (DDP-safe)
+            T = len(self._task_names)
+            acc = self._val_task_stats
+            if acc is None or acc.device != loss.device:
+                acc = self._val_task_stats = torch.zeros(3, T, dtype=torch.float64, device=loss.device)
+            acc[0].index_add_(0, task_of_tok, stats["tok_loss"].double())
+            acc[1].index_add_(0, task_of_tok, stats["correct"].double())
+            acc[2].index_add_(0, task_of_tok, torch.ones_like(stats["tok_loss"], dtype=torch.float64))
+        return loss
+
+    def _task_name(self, task: int) -> str:
+        """``batch.task`` holds the index in ``vocab.tasks``."""
+        return self._task_names[task] if 0 <= task < len(self._task_names) else f"task{task}"
+
+    def validation_step(self, batch: SignalBatch, batch_idx):
+        return self.step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        acc = self._val_task_stats
+        self._val_task_stats = None
+        if acc is not None:
+            if self.trainer is not None and self.trainer.world_size > 1:
+                acc = self.all_gather(acc).reshape(-1, *acc.shape).sum(0)
+            total = acc[2].sum().clamp_min(1)
+            self.log("val/loss", float(acc[0].sum() / total), prog_bar=True)
+            for t, name in enumerate(self._task_names):
+                if acc[2, t] > 0:
+                    self.log(f"val/{name}/loss", float(acc[0, t] / acc[2, t]))
+                    self.log(f"val/{name}/acc", float(acc[1, t] / acc[2, t]))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         if self.task_sampler is not None and hasattr(self.task_sampler, "state_dict"):
             checkpoint["kgc_task_sampler"] = _plain(self.task_sampler.state_dict())
 
@@ -252,6 +190,79 @@ class KGCLitModule(pl.LightningModule):
         state = checkpoint.get("kgc_task_sampler")
         if state is not None and self.task_sampler is not None:
             self.task_sampler.load_state_dict(state)
+
+
+class LinkPredictionModule(KGCModule):
+    """Link prediction on :class:`LPBatch` batches (see the module docstring).
+
+    Args: as :class:`KGCModule`, with ``loss`` a :class:`kgc.training.losses.LabelSmoothedCE`
+        (``OneVsAllLoss`` / ``KvsAllLoss``; ``kgc.training.losses.lp_loss_for(targets, eps)`` picks it), plus
+        filter_lookups: ``{"val": fn, "test": fn}`` with fn(query_index (B,) int64) -> (indptr (B+1,),
+            indices (nnz,)) of the known true answers (train+valid+test) of those queries; a missing
+            entry ranks unfiltered.
+    """
+
+    def __init__(self, model: torch.nn.Module, vocab: Vocabulary, optim: OptimConfig, max_steps: int,
+                 loss: LabelSmoothedCE, max_time_s: float | None = None, filter_lookups=None,
+                 meta: dict[str, Any] | None = None):
+        super().__init__(model, vocab, optim, max_steps, loss, max_time_s=max_time_s, meta=meta)
+        self.filter_lookups = dict(filter_lookups or {})
+        self._rank_acc = None  # kgc.evaluation.RankAccumulator, created by the first ranked batch
+
+    def lp_loss(self, batch: LPBatch) -> torch.Tensor:
+        """The injected loss of one batch."""
+        return self.loss(self.model, batch)
+
+    def step(self, batch: LPBatch, stage: str) -> torch.Tensor:
+        loss = self.lp_loss(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch), sync_dist=stage != "train")
+        return loss
+
+    def validation_step(self, batch: LPBatch, batch_idx):
+        self._rank_batch(batch, "val")
+
+    def test_step(self, batch: LPBatch, batch_idx):
+        self._rank_batch(batch, "test")
+
+    # ---- ranking -------------------------------------------------------------------
+    def _rank_batch(self, batch: LPBatch, stage: str) -> None:
+        from kernels.filtered_rank import NaNScoreError
+        from kgc.evaluation.accumulator import RankAccumulator
+        from kgc.evaluation.ranks import rank_output
+
+        qi = batch.query_index
+        lookup = self.filter_lookups.get(stage)
+        if lookup is not None:
+            indptr, indices = lookup(qi.cpu())
+        else:
+            indptr = torch.zeros(len(qi) + 1, dtype=torch.long)
+            indices = torch.zeros(0, dtype=torch.long)
+        try:
+            ranks = rank_output(self.model, self.model.lp_forward(batch), batch.target, indptr, indices)
+        except NaNScoreError as err:  # name the query by its index in the split
+            raise err.relabel(qi.cpu()) from None
+        if self._rank_acc is None:
+            self._rank_acc = RankAccumulator()
+        self._rank_acc.add(qi, ranks)
+
+    def _log_rank_metrics(self, stage: str) -> None:
+        acc, self._rank_acc = self._rank_acc, None
+        if acc is None:  # no batch ranked (every process sees the same batches)
+            return
+        world = (1, 0)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            world = (self.trainer.world_size, self.trainer.global_rank)
+        # every process's ranks, each query once (DDP samplers may repeat queries to even out shards)
+        m = acc.collect(world=world).metrics()["realistic"]
+        for key in ("mrr", "mr", "hits@1", "hits@3", "hits@10"):
+            self.log(f"{stage}/{key}", m[key], prog_bar=key == "mrr", sync_dist=False)
+        self.log(f"{stage}/num_queries", float(m["count"]), sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_rank_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_rank_metrics("test")
 
 
 class _Schedule:

@@ -34,6 +34,8 @@ _TEMP_FILE = re.compile(r"^\..+\.tmp$")
 
 
 def default_runs_root() -> Path:
+    """Where run folders go unless a flag says otherwise: ``$KGC_RUNS``, else ``runs`` (relative to the
+    working folder). The one place that reads ``KGC_RUNS``."""
     return Path(os.environ.get("KGC_RUNS", "runs"))
 
 

@@ -18,10 +18,10 @@ def test_collate_labels():
     b = toy("lcc", 1, prompt_len=1, target_len=2)
     ds = SignalDataset([a, b])
     batch = collate([ds[0], ds[1], ds[2]])
-    toks, labels = batch["tokens"], batch["labels"]
+    toks, labels = batch.tokens, batch.labels
     assert toks.shape == (3, 8) and toks.dtype == torch.long
-    assert batch["prefix_len"].tolist() == [3, 3, 3]
-    assert batch["task"].tolist() == [TASKS.index("random_walk")] * 2 + [TASKS.index("lcc")]
+    assert batch.prefix_len.tolist() == [3, 3, 3]
+    assert batch.task.tolist() == [TASKS.index("random_walk")] * 2 + [TASKS.index("lcc")]
     # row 1: [T, e, SEP, t1, t2, t3, t4, EOS] -> labels at j = 2..6 = tokens[3..7]
     assert labels[1].tolist() == [-100, -100] + toks[1, 3:8].tolist() + [-100]
     # row 0 (length 6): [T, e, SEP, t1, t2, EOS, PAD, PAD]
@@ -45,6 +45,6 @@ def test_dataset_and_dataloader():
     assert task == TASKS.index("lcc") and pl == 3 and toks[-1].item() == 2
     loader = DataLoader(ds, batch_size=4, collate_fn=collate, sampler=WeightedTaskSampler(ds, "uniform", 8, seed=0))
     batches = list(loader)
-    assert len(batches) == 2 and all(b["tokens"].shape[0] == 4 for b in batches)
+    assert len(batches) == 2 and all(b.tokens.shape[0] == 4 for b in batches)
     with pytest.raises(KGCError, match="no signal examples"):
         SignalDataset([SignalExamples.empty("lcc")])

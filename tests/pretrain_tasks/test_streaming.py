@@ -18,7 +18,7 @@ def test_streaming_dataset(synth):
     tasks = {t for _, _, t in items}
     assert tasks <= {TASKS.index("random_walk"), TASKS.index("lcc")}
     batch = collate(items[:8])
-    assert batch["tokens"].shape[0] == 8
+    assert batch.tokens.shape[0] == 8
     again = list(StreamingSignalDataset(sigs, synth.ds, synth.graph, synth.vocab, chunk_size=16, seed=0, num_chunks=6))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(items, again))
     with pytest.raises(KGCError, match="size"):

@@ -55,25 +55,25 @@ def install(fault: str, marker: str) -> None:
 
         torch.save = slow_save
     elif fault.startswith("validation:"):
-        from kgc.training.module import KGCLitModule
+        from kgc.training.module import KGCModule
 
         at = int(fault.split(":", 1)[1])
-        real_start = KGCLitModule.on_validation_epoch_start
+        real_start = KGCModule.on_validation_epoch_start
 
         def hang_validation(self):
             if self.trainer is not None and self.trainer.global_step >= at and not self.trainer.sanity_checking:
                 _hang(marker)
             return real_start(self)
 
-        KGCLitModule.on_validation_epoch_start = hang_validation
+        KGCModule.on_validation_epoch_start = hang_validation
     elif fault.startswith("signal:"):
         import signal
 
-        from kgc.training.module import KGCLitModule
+        from kgc.training.module import KGCModule
 
         _, name, step, *target = fault.split(":")
         signum, at = getattr(signal, name), int(step)
-        real_step = KGCLitModule.training_step
+        real_step = KGCModule.training_step
         sent = []
 
         def signalling_step(self, batch, batch_idx):
@@ -89,7 +89,7 @@ def install(fault: str, marker: str) -> None:
                     os.kill(os.getpid(), signum)
             return real_step(self, batch, batch_idx)
 
-        KGCLitModule.training_step = signalling_step
+        KGCModule.training_step = signalling_step
     elif fault == "final_eval":
         import kgc.evaluation.evaluator as ev
 
