@@ -6,8 +6,10 @@
 
 Every row runs in its own subprocess (the allocator setting is per process and cannot be undone),
 one after another, with the same model, batches and threads: the CPU-budget recipe's model
-(``configs/finetune/cpu-budget/``), KvsAll batches of training queries with their context, the
-loss of ``LinkPredictionModule.lp_loss`` + backward + AdamW step (``train_throughput.kgc_step_times``).
+(``configs/finetune/cpu-budget/``), batches of sampled training queries with their context and one
+answer each (the recipe trains KvsAll; the 1-N cross-entropy over all entities is the same size
+either way), the loss of ``LinkPredictionModule.lp_loss`` (``OneVsAllLoss``) + backward + AdamW step
+(``train_throughput.kgc_step_times``).
 Rows:
 
 * ``reference encoder``: ``encode(..., at=)`` replaced by the full encoding + gather (what the
