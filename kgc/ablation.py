@@ -25,7 +25,7 @@ from typing import Any
 
 from kgc.cli import run_cli
 from kgc.errors import KGCError
-from kgc.reports.ablation import ABLATION_KEYS, AblationTable, ablation_tables  # noqa: F401  (re-exported)
+from kgc.reports.ablation import ablation_tables
 from pretrain_tasks.registry import SIGNAL_NAMES as SIGNALS
 
 

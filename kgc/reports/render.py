@@ -52,7 +52,7 @@ class Report:
     records: list[RunRecord]
     published: list[PublishedRow]
     published_version: str
-    ablation: list[Any]  # kgc.ablation.AblationTable
+    ablation: list[Any]  # kgc.reports.ablation.AblationTable
     skipped: list[str]
     runs_dir: str
     generated: str

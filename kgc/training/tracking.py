@@ -30,7 +30,7 @@ from pytorch_lightning.loggers import MLFlowLogger, WandbLogger  # importable wi
 from pytorch_lightning.utilities import rank_zero_only
 
 from kgc.errors import KGCError
-from kgc.training.config import _EXTRAS, MissingExtraError, check_loggers_available  # noqa: F401  (re-exported)
+from kgc.training.config import _EXTRAS, check_loggers_available
 
 if TYPE_CHECKING:  # pragma: no cover
     from kgc.training.config import LoggingConfig

@@ -75,8 +75,6 @@ def test_vector_ranks_equal_brute_force_for_every_chunking(binary, count_impl):
 
 
 def test_vector_ranks_match_kernel_when_available():
-    import kernels
-
     ds, q, indptr, indices, _, filters = _setup(6, False)
     g = torch.Generator().manual_seed(1)
     qv = torch.randint(-2, 3, (len(q), 8), generator=g).float()

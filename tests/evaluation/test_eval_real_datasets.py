@@ -2,7 +2,6 @@
 loading error fails these tests, it never skips them)."""
 
 import numpy as np
-import pytest
 import torch
 
 from kgc.data import load_dataset

@@ -6,7 +6,6 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from graph_algos.graph import KGraph
 from graph_algos.ig_path import ig_paths
 from kgc import KGCError
 from pretrain_tasks import SIGNALS, get_signal
