@@ -1,48 +1,50 @@
-"""Pretraining ablation at a matched total wall-clock budget: no pretraining vs ig_path vs all, over seeds.
+"""Pretraining ablation at a budget (a thin wrapper over ``kgc.ablation``): machine header, threads, JSON.
 
     python benchmarks/ablation_budget.py --dataset fb15k237 --budget 30m --seeds 0,1,2
     python benchmarks/ablation_budget.py --dataset synthetic --budget 5m --seeds 0,1,2 --pretrain-fraction 0.3
+    python benchmarks/ablation_budget.py --dataset umls --mode amortised --pretrain-time 10m --finetune-time 5m
     python benchmarks/ablation_budget.py --dataset synthetic --smoke          # CI: seconds
 
-Built on ``kgc.ablation.run_grid`` (the leaderboard's resumable grid): every cell gets the same total
-budget B. "none" fine-tunes from scratch for B; a signal set pretrains for F*B (``trainer.max_time``)
-and fine-tunes from that checkpoint for (1-F)*B. Step caps default to a very large number so the time
-is what binds (then the cosine schedule's horizon is never reached: the learning rate stays near its
-peak - the same for every cell; pass --pretrain-steps/--finetune-steps to change that). Cells live in
-``<runs-root>/ablation-budget-<B>s-f<F>/ablation-<dataset>/`` and are reused when re-run (resumable).
-The table (last) shows mean and sample standard deviation over seeds and the ratio to "none".
+``--mode matched`` (default here): every cell gets the same total budget B; ``none`` fine-tunes from
+scratch for B, a pretrained arm pretrains for F*B (``trainer.max_time``, per seed) and fine-tunes from
+that checkpoint for (1-F)*B. ``--mode amortised``: one pretraining run per arm, then every arm x seed
+fine-tunes for the same budget. The grid, its resumability, the shared architecture and the per-signal
+table (mean ± sample std, Δ vs none, pooled std, z, Δ > 2 pooled std) are ``kgc.ablation``'s (its
+``--help``). Here the step caps default to a very large number so the time is what binds (the CPU-budget
+configs, the defaults here when they exist, end their learning-rate decay at the time budget:
+``optim.horizon: time``). Cells live in ``<runs-root>/ablation-budget-<B>s-f<F>/ablation-<dataset>-matched/``
+(matched) or ``<runs-root>/ablation-<dataset>-amortised/`` and are reused when re-run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-KEYS = ("mrr", "hits@1", "hits@3", "hits@10")
-
-
-def _stats(values: list[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+BIG_CAP = 10**6
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True)
-    p.add_argument("--budget", default="10m", help="total wall time per cell (pretraining + fine-tuning)")
-    p.add_argument("--pretrain-fraction", type=float, default=0.3, help="share of the budget spent pretraining")
+    p.add_argument("--mode", choices=("matched", "amortised"), default="matched")
+    p.add_argument("--budget", default="10m", help="matched: total wall time per cell (pretraining + fine-tuning)")
+    p.add_argument("--pretrain-fraction", type=float, default=0.3, help="matched: share of the budget spent pretraining")
+    p.add_argument("--pretrain-time", help="amortised: wall-clock cap of each pretraining run")
+    p.add_argument("--finetune-time", help="amortised: wall-clock cap of each fine-tuning run")
+    p.add_argument("--pretrain-seed", type=int, default=0, help="amortised: seed of the one pretraining run per arm")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--signals-set", action="append", default=None, metavar="SIGNALS",
-                   help="signal set to pretrain on ('all' or a comma list; repeatable; default: ig_path and all)")
+    p.add_argument("--arms", default="none,ig_path,all", help="kgc.ablation --arms (default none,ig_path,all)")
+    p.add_argument("--signals-set", action="append", default=None, metavar="SIGNALS", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--pretrain-steps", type=int, default=10**6)
-    p.add_argument("--finetune-steps", type=int, default=10**6)
+    p.add_argument("--pretrain-steps", type=int, help=f"step cap of a pretraining run (matched default {BIG_CAP}; "
+                                                      "amortised: the config's)")
+    p.add_argument("--finetune-steps", type=int, help=f"step cap of a fine-tuning run (matched default {BIG_CAP}; "
+                                                      "amortised: the config's)")
     p.add_argument("--pretrain-config", help="default configs/pretrain/cpu-budget/<dataset>.yaml when it exists")
     p.add_argument("--finetune-config", help="default configs/finetune/cpu-budget/<dataset>.yaml when it exists")
     p.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE")
@@ -55,59 +57,56 @@ def main(argv: list[str] | None = None) -> int:
     C.set_threads(args.threads)
     args.pretrain_config = args.pretrain_config or C.cpu_budget_config("pretrain", args.dataset)
     args.finetune_config = args.finetune_config or C.cpu_budget_config("finetune", args.dataset)
-    from kgc.ablation import parse_seeds, parse_signal_set, run_grid
-    from kgc.reports.collect import signals_label
+    from kgc.ablation import parse_signal_set, report, run_ablation
+    from kgc.reports.ablation import signal_tables
+    from kgc.reports.collect import collect_runs, signals_label
+    from kgc.reports.render import signal_header_rows
 
-    if not 0 < args.pretrain_fraction < 1:
-        raise SystemExit("--pretrain-fraction must be in (0, 1)")
-    budget_s = C.parse_duration("8s" if args.smoke and args.budget == "10m" else args.budget)
-    seeds = parse_seeds("0" if args.smoke and args.seeds == "0,1,2" else args.seeds)
-    sets = [parse_signal_set(s) for s in (args.signals_set or ["ig_path", "all"])]
-    pre_steps, ft_steps = (2, 2) if args.smoke else (args.pretrain_steps, args.finetune_steps)
+    arms = args.arms
+    if args.signals_set:  # the old form: one arm per signal set
+        arms = ",".join(["none"] + [signals_label(parse_signal_set(s)) for s in args.signals_set])
+    seeds = "0" if args.smoke and args.seeds == "0,1,2" else args.seeds
+    matched = args.mode == "matched"
+    cap = BIG_CAP if matched else None
+    pre_steps, ft_steps = (2, 2) if args.smoke else (args.pretrain_steps or cap, args.finetune_steps or cap)
     pre_set, ft_set = list(args.pretrain_set), list(args.finetune_set)
     if args.smoke:
         pre_set += ["signals.num_examples=64", "trainer.val_every=1000", "trainer.ckpt_every=2"]
         ft_set += ["trainer.val_every=2", "trainer.ckpt_every=2"]
+    budget = "8s" if args.smoke and args.budget == "10m" else args.budget
+    if matched:
+        budget_s = C.parse_duration(budget)
+        runs = Path(args.runs_root) / f"ablation-budget-{budget_s:.0f}s-f{args.pretrain_fraction:g}"
+        times = {"budget": budget, "pretrain_fraction": args.pretrain_fraction}
+    else:
+        budget_s = None
+        runs = Path(args.runs_root)
+        times = {"pretrain_time": args.pretrain_time, "finetune_time": args.finetune_time,
+                 "pretrain_seed": args.pretrain_seed}
     info = C.machine_info(args.threads)
-    C.print_header(f"pretraining ablation at budget: {args.dataset}",
+    C.print_header(f"pretraining ablation ({args.mode}): {args.dataset}",
                    [__file__] + (argv if argv is not None else sys.argv[1:]), info)
-    pt_s = budget_s * args.pretrain_fraction
-    ft_s = budget_s - pt_s
-    root = Path(args.runs_root) / f"ablation-budget-{budget_s:.0f}s-f{args.pretrain_fraction:g}"
-    print(f"[bench] budget {budget_s:.0f}s per cell: none = fine-tune {budget_s:.0f}s; "
-          f"pretrained = {pt_s:.0f}s pretraining + {ft_s:.0f}s fine-tuning; seeds {seeds}; grid {root}", flush=True)
 
-    # 1. the no-pretraining cells get the whole budget for fine-tuning
-    run_grid(args.dataset, pre_steps, ft_steps, [], seeds, root, args.pretrain_config, args.finetune_config,
-             C.fmt_duration(budget_s), pre_set, ft_set)
-    # 2. the pretrained cells split it (run_grid skips the finished "none" cells)
-    run_grid(args.dataset, pre_steps, ft_steps, sets, seeds, root, args.pretrain_config, args.finetune_config,
-             C.fmt_duration(ft_s), pre_set + [f"trainer.max_time={C.fmt_duration(pt_s)}"], ft_set)
-
-    grid = root / f"ablation-{Path(str(args.dataset)).name}"
-    results: dict[str, dict] = {}
-    for label in ["none"] + [signals_label(s) for s in sets]:
-        runs = []
-        for seed in seeds:
-            mp = grid / f"finetune-{label}-s{seed}" / "metrics.json"
-            m = json.loads(mp.read_text())
-            runs.append({"seed": seed, **{k: m["metrics"][k] for k in KEYS}, "pretrain_steps": m.get("pretrain_steps", 0),
-                         "finetune_steps": m.get("finetune_steps", 0), "run": m.get("run")})
-        results[label] = {"runs": runs, **{k: _stats([r[k] for r in runs]) for k in KEYS}}
-    base = results["none"]["mrr"][0]
-    rows = []
-    for label, r in results.items():
-        rows.append([label, f"{0 if label == 'none' else pt_s:.0f}s + {budget_s if label == 'none' else ft_s:.0f}s",
-                     ", ".join(f"{x['pretrain_steps']}+{x['finetune_steps']}" for x in r["runs"]), len(r["runs"]),
-                     f"{r['mrr'][0]:.4f} ± {r['mrr'][1]:.4f}", f"{r['hits@1'][0]:.4f} ± {r['hits@1'][1]:.4f}",
-                     f"{r['hits@10'][0]:.4f} ± {r['hits@10'][1]:.4f}", f"{r['mrr'][0] - base:+.4f}",
-                     C.ratio(r["mrr"][0], base, 3)])
-    print(f"\npretraining ablation, {args.dataset} test (realistic, filtered), mean ± sample std over seeds; "
-          f"ratio = MRR / none:")
-    print(C.format_table(["signals", "pretrain + finetune", "steps per seed (pt+ft)", "seeds", "MRR", "H@1", "H@10",
-                          "Δ MRR vs none", "MRR / none"], rows), flush=True)
-    C.write_json(args.json, {"machine": info, "dataset": args.dataset, "budget_s": budget_s,
-                             "pretrain_fraction": args.pretrain_fraction, "results": results})
+    res = run_ablation(args.dataset, mode=args.mode, arms=arms, seeds=seeds, runs_dir=runs,
+                       pretrain_steps=pre_steps, finetune_steps=ft_steps, pretrain_config=args.pretrain_config,
+                       finetune_config=args.finetune_config, pretrain_set=pre_set, finetune_set=ft_set, **times)
+    paths = report(res.grid, log=lambda m: None)
+    (table,) = [t for t in signal_tables(collect_runs(res.grid, warn=lambda m: None))]
+    header, rows = signal_header_rows(table)
+    results = {r.arm: {"runs": [{"seed": s, "mrr": m, "hits@1": h1, "hits@10": h10, "pretrain_steps": ps,
+                                 "pretrain_s": pw, "finetune_steps": fs}
+                                for s, m, h1, h10, ps, pw, fs in zip(r.seeds, r.values["mrr"], r.values["hits@1"],
+                                                                     r.values["hits@10"], r.pretrain_steps,
+                                                                     r.pretrain_s, r.finetune_steps)],
+                       **{k: list(v) for k, v in r.stats.items()}, "valid_mrr": r.valid_mrr, "vs_none": r.vs_none}
+               for r in table.rows}
+    print(f"\npretraining ablation ({args.mode}), {args.dataset} test (filtered), mean ± sample std over seeds; "
+          f"grid {res.grid}; report {paths['ablation_md']}:")
+    print(C.format_table(header, rows), flush=True)
+    C.write_json(args.json, {"machine": info, "dataset": args.dataset, "mode": args.mode, "budget_s": budget_s,
+                             "pretrain_fraction": args.pretrain_fraction if matched else None, "grid": str(res.grid),
+                             "cells_run": res.ran, "cells_skipped": res.skipped, "header": header, "rows": rows,
+                             "results": results})
     return 0
 
 

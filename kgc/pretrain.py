@@ -23,7 +23,7 @@ from kgc.config import config_source, from_dict, to_dict
 from kgc.errors import KGCError
 from kgc.models.config import ModelConfig
 from kgc.resolve import PRETRAIN_CONFIG_DIR as CONFIG_DIR, PRETRAIN_ORDER, RESUME_ORDER, build, pretrain_layers, resume_layers
-from kgc.training.config import LoggingConfig, OptimConfig, TrainerConfig, parse_duration
+from kgc.training.config import LoggingConfig, OptimConfig, SignalLossConfig, TrainerConfig, parse_duration
 from kgc.training.pretrain_data import SignalsConfig
 from kgc.utils.console import result as result_line, say
 
@@ -36,6 +36,7 @@ class PretrainConfig:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
+    loss: SignalLossConfig = field(default_factory=SignalLossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -132,7 +133,8 @@ def data_stage(cfg: PretrainConfig):
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     t0 = time.time()
     dm = PretrainDataModule(cfg.dataset, cfg.signals, cfg.trainer.batch_size, seed=cfg.seed,
-                            num_workers=cfg.trainer.num_workers, log=say)
+                            num_workers=cfg.trainer.num_workers, log=say, model_name=cfg.model.name,
+                            max_len=cfg.model.max_len)
     with heartbeat("building the pretraining signals", cfg.logging.every_s):  # a log line at least every every_s
         dm.prepare_data()
         dm.setup("fit")
@@ -189,7 +191,8 @@ def train_stage(cfg: PretrainConfig, dm, model, run, ckpt_path, callbacks: list 
 
     vocab = dm.vocab
     module = PretrainModule(
-        model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps, loss=SignalLoss(),
+        model, vocab, cfg.optim, max_steps=cfg.trainer.max_steps,
+        loss=SignalLoss.from_config(cfg.loss, vocab),
         max_time_s=parse_duration(cfg.trainer.max_time) if cfg.trainer.max_time else None,
         meta={"kind": "pretrain", "dataset": dm.ds.name, "model": to_dict(cfg.model), "signals": cfg.signals.names},
         task_sampler=dm.sampler if cfg.signals.sampler == "uncertainty" else None,

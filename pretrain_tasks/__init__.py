@@ -42,7 +42,7 @@ API::
     loader = DataLoader(data, batch_size=..., sampler=sampler, collate_fn=collate)
 
 Modules: :mod:`~pretrain_tasks.examples` (``SignalExamples``, ``pack``, ``path_target``),
-:mod:`~pretrain_tasks.batching` (``SignalDataset``, ``collate``, ``make_labels``),
+:mod:`~pretrain_tasks.batching` (``SignalDataset``, ``collate``, ``collate_packed``, ``make_labels``),
 :mod:`~pretrain_tasks.heldout` (``split_heldout``), :mod:`~pretrain_tasks.sampling` (weights, samplers),
 :mod:`~pretrain_tasks.registry` (the signal list, ``TASKS``, ``build_vocab``), one module per signal.
 
@@ -61,7 +61,7 @@ by weight; no cache, nothing held in memory but the current chunk.
 """
 
 from .base import Signal
-from .batching import SignalDataset, collate, make_labels
+from .batching import SignalDataset, collate, collate_packed, make_labels
 from .cache import cached_generate
 from .examples import SignalExamples, pack, path_target
 from .heldout import split_heldout
@@ -81,6 +81,7 @@ __all__ = [
     "build_vocab",
     "cached_generate",
     "collate",
+    "collate_packed",
     "get_signal",
     "load_signal",
     "make_labels",

@@ -20,6 +20,15 @@ Items form a set: they all take position id 1 (just after the task token), and t
 tokens are numbered as if the items were absent, shifted by one when items are present
 (``pos = cumsum(real & ~item) - 1 + [an item came before]``).
 
+Packed rows (pretraining, ``pretrain_tasks.batching.collate_packed``): ``encode(..., segments=S,
+prefix_mask=P)`` with S (B, L) int64 = 1..k for the k sequences laid side by side in a row (each
+contiguous, 0 on PAD) and P (B, L) bool = the token lies in its sequence's prompt. Positions
+restart at 0 at each segment start and attention is block-diagonal by segment, prefix-LM inside
+a segment (a query sees the earlier keys of its own segment, or all of its prompt when it is
+itself in the prompt): every sequence gets the hidden states it would get encoded alone. Only
+encoders with ``supports_segments`` (the Transformer) take them; the hybrid's Mamba2 scan cannot
+reset its state at a segment start, so it raises.
+
 Padding: token 0 is PAD. Positions are counted over non-pad tokens
 (``pos = cumsum(token != PAD) - 1``), so left- and right-padding give real
 tokens the same position ids; pads are masked as attention keys, zeroed in the
@@ -102,24 +111,35 @@ class DirectTerm(nn.Module):
 
 
 def attention_mask(
-    keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None, causal: bool
+    keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None, causal: bool,
+    segments: torch.Tensor | None = None, prefix_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Boolean SDPA mask (B, 1, L, L), True = may attend.
 
     keep (B, L) non-pad flags; pos (B, L) non-pad positions. With ``prefix_len`` (B,):
     prefix-LM — query i sees key j if j <= i, or if both are in the prefix
     (pos < prefix_len). Without it: fully bidirectional (``causal=False``) or causal.
+    With ``segments`` (B, L) (packed rows, see the module docstring) a query sees only keys of
+    its own segment, and the prefix is ``prefix_mask`` (B, L) bool instead of ``prefix_len``
+    (prefix-LM within each segment; without ``prefix_mask``: bidirectional or causal within it).
     Pad keys are always masked; a pad query sees only itself (rows stay finite).
     """
     Bsz, L = keep.shape
     idx = torch.arange(L, device=keep.device)
-    if prefix_len is None and not causal:
+    in_prefix = None
+    if segments is not None:
+        in_prefix = None if prefix_mask is None else keep & prefix_mask.to(keep.device)  # (B, L)
+    elif prefix_len is not None:
+        in_prefix = keep & (pos < prefix_len.to(pos.device)[:, None])  # (B, L)
+    if in_prefix is None and not causal:
         allowed = torch.ones(1, L, L, dtype=torch.bool, device=keep.device)
     else:
         allowed = (idx[:, None] >= idx[None, :])[None]  # (1, L, L) causal by index
-        if prefix_len is not None:
-            in_prefix = keep & (pos < prefix_len.to(pos.device)[:, None])  # (B, L)
+        if in_prefix is not None:
             allowed = allowed | (in_prefix[:, :, None] & in_prefix[:, None, :])  # (B, L, L)
+    if segments is not None:
+        seg = segments.to(keep.device)
+        allowed = allowed & (seg[:, :, None] == seg[:, None, :])  # (B, L, L) block-diagonal by segment
     allowed = allowed & keep[:, None, :] & keep[:, :, None]  # mask pad keys (and pad queries)
     allowed = allowed | torch.eye(L, dtype=torch.bool, device=keep.device)[None]
     return allowed[:, None]  # (B, 1, L, L), broadcast over heads
@@ -130,6 +150,8 @@ class KGCModel(nn.Module):
 
     #: whether the encoder is causal left to right (hybrid) or prefix-LM/bidirectional (transformer)
     causal: bool = False
+    #: whether :meth:`encode` takes packed rows (``segments``/``prefix_mask``, see the module docstring)
+    supports_segments: bool = True
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_entities: int, entity_offset: int):
         super().__init__()
@@ -178,7 +200,9 @@ class KGCModel(nn.Module):
     def _encode(self, x: torch.Tensor, keep: torch.Tensor, pos: torch.Tensor, prefix_len: torch.Tensor | None,
                 at: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, L, D) embeddings, keep (B, L), pos (B, L) -> (B, L, D) before the final norm;
-        with ``at`` (B,) only the hidden states at those positions -> (B, D)."""
+        with ``at`` (B,) only the hidden states at those positions -> (B, D). Encoders with
+        ``supports_segments`` also take keyword ``segments``/``prefix_mask`` (packed rows), passed
+        only when given."""
         raise NotImplementedError
 
     def encode(
@@ -188,9 +212,16 @@ class KGCModel(nn.Module):
         roles: torch.Tensor | None = None,
         extra: torch.Tensor | None = None,
         at: torch.Tensor | None = None,
+        *,
+        segments: torch.Tensor | None = None,
+        prefix_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens (B, L) int64 (0 = PAD), prefix_len (B,) | None, roles (B, L) | None,
         extra (B, L) | None (context items' label tokens, PAD elsewhere) -> h (B, L, D).
+
+        Packed rows (module docstring): ``segments`` (B, L) int64 (1..k per sequence of a row, 0 on
+        PAD) and ``prefix_mask`` (B, L) bool | None (the token is in its sequence's prompt) replace
+        ``prefix_len`` (which must then be None); ``extra`` is not supported with them.
 
         Hidden states at pad positions are zero. With ``at`` (B,) (non-pad positions, e.g. the
         MASK of :func:`last_positions`) -> h (B, D), equal to ``encode(...)[arange(B), at]``; the
@@ -205,8 +236,28 @@ class KGCModel(nn.Module):
             raise KGCError(f"roles shape {tuple(roles.shape)} != tokens shape {tuple(tokens.shape)}")
         if extra is not None and extra.shape != tokens.shape:
             raise KGCError(f"extra shape {tuple(extra.shape)} != tokens shape {tuple(tokens.shape)}")
+        if segments is not None:
+            if not self.supports_segments:
+                raise KGCError(f"{type(self).__name__} cannot encode packed rows (segments): its Mamba2 scan "
+                               "cannot reset its state between the sequences of a row; pretrain it with "
+                               "signals.packing: false")
+            if segments.shape != tokens.shape:
+                raise KGCError(f"segments shape {tuple(segments.shape)} != tokens shape {tuple(tokens.shape)}")
+            if prefix_mask is not None and prefix_mask.shape != tokens.shape:
+                raise KGCError(f"prefix_mask shape {tuple(prefix_mask.shape)} != tokens shape {tuple(tokens.shape)}")
+            if prefix_len is not None or extra is not None:
+                raise KGCError("packed rows (segments) take prefix_mask, not prefix_len, and no context items (extra)")
+        elif prefix_mask is not None:
+            raise KGCError("prefix_mask is only for packed rows: pass segments too (or prefix_len alone)")
         keep = tokens != PAD_ID  # (B, L)
-        if extra is None:
+        if segments is not None:  # positions restart at each segment's first token
+            seg = segments.to(tokens.device)
+            cnt = keep.long().cumsum(1)  # (B, L) non-pad tokens up to and including j
+            start = keep & (seg != F.pad(seg[:, :-1], (1, 0)))  # (B, L) first token of a segment
+            base = torch.where(start, cnt - 1, torch.zeros_like(cnt)).cummax(1).values  # tokens before it
+            pos = (cnt - 1 - base).clamp_min(0)  # (B, L) position within the segment
+            x = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, L, D)
+        elif extra is None:
             pos = (keep.long().cumsum(1) - 1).clamp_min(0)  # (B, L) position among non-pad tokens
             x = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, L, D)
         else:
@@ -219,9 +270,10 @@ class KGCModel(nn.Module):
         else:
             x = x + self.role_emb.weight[0]
         x = self.drop(x)
+        packed = {} if segments is None else {"segments": segments, "prefix_mask": prefix_mask}
         if at is not None:
-            return self.ln_f(self._encode(x, keep, pos, prefix_len, at))  # (B, D)
-        h = self.ln_f(self._encode(x, keep, pos, prefix_len))  # (B, L, D)
+            return self.ln_f(self._encode(x, keep, pos, prefix_len, at, **packed))  # (B, D)
+        h = self.ln_f(self._encode(x, keep, pos, prefix_len, **packed))  # (B, L, D)
         return h * keep[..., None].to(h.dtype)
 
     # ---- heads -----------------------------------------------------------------

@@ -22,7 +22,8 @@ blocks (Zamba2), KV caching/generation.
 
 The whole encoder is causal (left to right): the shared attention uses a
 causal mask and ``prefix_len`` is ignored, so the link-prediction query token
-goes last to see the whole fact.
+goes last to see the whole fact. Packed rows (``encode(segments=...)``) raise a ``KGCError``:
+the Mamba2 scan would carry its state from one sequence into the next.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class HybridModel(KGCModel):
     """Mamba2 backbone + shared attention (see module docstring) + kgc heads."""
 
     causal = True
+    #: the pure-PyTorch SSD scan cannot reset its state at a packed row's segment starts
+    supports_segments = False
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_entities: int, entity_offset: int):
         super().__init__(cfg, vocab_size, num_entities, entity_offset)

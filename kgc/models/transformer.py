@@ -7,7 +7,8 @@ Block (nanoGPT layout, pre-norm)::
 
 Mask (:func:`kgc.models.base.attention_mask`): with ``prefix_len`` the prefix
 (prompt) is bidirectional and the rest (target) causal; without it the whole
-non-pad sequence is bidirectional. Pad keys are always masked.
+non-pad sequence is bidirectional. Pad keys are always masked. Packed rows (``segments``) are
+block-diagonal by sequence, the same prefix-LM mask inside each.
 """
 
 from __future__ import annotations
@@ -96,12 +97,14 @@ class TransformerModel(KGCModel):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.init_weights()
 
-    def _encode(self, x, keep, pos, prefix_len, at=None):
-        """x (B, L, D) -> (B, L, D); prefix positions bidirectional, the rest causal.
+    def _encode(self, x, keep, pos, prefix_len, at=None, segments=None, prefix_mask=None):
+        """x (B, L, D) -> (B, L, D); prefix positions bidirectional, the rest causal (within each
+        segment of a packed row, with ``segments``/``prefix_mask``: :func:`attention_mask`).
 
         With ``at`` (B,) -> (B, D): the last block computes only those positions (its keys and
         values still cover every token), which is what link prediction reads without a pointer."""
-        mask = attention_mask(keep, pos, prefix_len, causal=False)  # (B, 1, L, L)
+        mask = attention_mask(keep, pos, prefix_len, causal=False, segments=segments,
+                              prefix_mask=prefix_mask)  # (B, 1, L, L)
         for i, block in enumerate(self.blocks):
             last = at is not None and i == len(self.blocks) - 1
             x = block(x, mask, at if last else None)  # (B, L, D), the last one (B, 1, D) with ``at``

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from kgc.reports.ablation import ablation_tables
+from kgc.reports.ablation import ablation_tables, signal_tables
 from kgc.reports.collect import collect_runs
 from kgc.reports.published import load_published
 from kgc.reports.render import Report, write_report
@@ -29,6 +29,6 @@ def build_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, publis
     records = collect_runs(runs_dir, warn=_warn)
     version, rows = load_published(published)
     rep = Report(records=records, published=rows, published_version=version, ablation=ablation_tables(records),
-                 skipped=skipped, runs_dir=str(runs_dir),
+                 skipped=skipped, runs_dir=str(runs_dir), signal_tables=signal_tables(records),
                  generated=_dt.datetime.now().isoformat(timespec="seconds"))
     return write_report(rep, out_dir)

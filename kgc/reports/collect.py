@@ -56,6 +56,14 @@ class RunRecord:
     created: str | None = None
     mtime: float = 0.0
     best: bool = False
+    valid_mrr: float | None = None
+    init_checkpoint: str | None = None
+    # set for a cell of a kgc.ablation grid (its ``ablation.json``): the arm, the grid's mode and folder,
+    # and the wall time of the pretraining run it started from (``run.json`` ``wall_time_s``)
+    arm: str | None = None
+    mode: str | None = None
+    grid: str | None = None
+    pretrain_wall_s: float | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -103,6 +111,8 @@ def parse_metrics(data: Any, path: Path) -> RunRecord:
     except (TypeError, ValueError) as exc:
         raise KGCError(f"{where}: bad integer field ({exc})") from None
     wall = data.get("wall_time_s_total", data.get("train_wall_time_s"))
+    valid = data.get("valid") if isinstance(data.get("valid"), dict) else {}
+    valid_mrr = (valid.get("metrics") or {}).get("mrr") if isinstance(valid.get("metrics"), dict) else None
     return RunRecord(
         path=path.parent, dataset=str(data["dataset"]), model=str(data["model"]), signals=signals_label(signals),
         tie_policy=str(data["tie_policy"]), seed=seed, metrics=values, pessimistic=pess,
@@ -111,6 +121,8 @@ def parse_metrics(data: Any, path: Path) -> RunRecord:
         commit=data.get("commit"), hardware=data.get("hardware"),
         wall_time_s=float(wall) if isinstance(wall, (int, float)) else None,
         mtime=path.stat().st_mtime,
+        valid_mrr=float(valid_mrr) if isinstance(valid_mrr, (int, float)) and not isinstance(valid_mrr, bool) else None,
+        init_checkpoint=None if data.get("init_checkpoint") is None else str(data["init_checkpoint"]),
     )
 
 
@@ -129,13 +141,13 @@ def _candidates(runs_dir: Path) -> list[Path]:
     """Run folders under ``runs_dir``: its children, or their children when a child is a group folder."""
     out = []
     for child in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (child / "leaderboard.md").exists():
+        if (child / "leaderboard.md").exists() or (child / "ablation.md").exists():
             continue  # a report folder written by kgc.leaderboard / kgc.ablation
         if (child / "metrics.json").exists() or (child / "run.json").exists():
             out.append(child)
             continue
-        inner = sorted(p for p in child.iterdir()
-                       if p.is_dir() and not p.name.startswith(".") and not (p / "leaderboard.md").exists())
+        inner = sorted(p for p in child.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and not (p / "leaderboard.md").exists() and not (p / "ablation.md").exists())
         inner_runs = [p for p in inner if (p / "metrics.json").exists() or (p / "run.json").exists()]
         if inner_runs:
             out.extend(inner)  # every sub-folder of a group is a run (or reported as a broken one)
@@ -158,6 +170,7 @@ def collect_runs(runs_dir: str | os.PathLike, warn: Callable[[str], None] | None
     if not root.is_dir():
         raise KGCError(f"{root}: runs folder not found")
     records: list[RunRecord] = []
+    grids: dict[Path, dict | None] = {}
     for folder in _candidates(root):
         kind = _run_kind(folder)
         metrics_path = folder / "metrics.json"
@@ -188,9 +201,38 @@ def collect_runs(runs_dir: str | os.PathLike, warn: Callable[[str], None] | None
             warn(f"skipping {folder}: metrics are for split {rec.split!r}, not {split!r}")
             continue
         rec.created = _created(folder)
+        _mark_ablation_cell(rec, folder, grids)
         records.append(rec)
     mark_best(records)
     return records
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _mark_ablation_cell(rec: RunRecord, folder: Path, grids: dict[Path, dict | None]) -> None:
+    """A fine-tuning cell of a ``kgc.ablation`` grid (listed in ``<grid>/ablation.json``): set its arm,
+    mode, grid and the wall time of its pretraining run."""
+    parent = folder.parent
+    if parent not in grids:
+        data = _read_json(parent / "ablation.json")
+        grids[parent] = data if isinstance(data, dict) and isinstance(data.get("cells"), dict) else None
+    manifest = grids[parent]
+    cell = None if manifest is None else manifest["cells"].get(folder.name)
+    if not isinstance(cell, dict) or not isinstance(cell.get("arm"), str):
+        return
+    rec.arm = cell["arm"]
+    rec.mode = str((manifest.get("settings") or {}).get("mode") or "?")
+    rec.grid = str(parent)
+    if cell.get("pretrain"):
+        meta = _read_json(parent / str(cell["pretrain"]) / "run.json")
+        wall = meta.get("wall_time_s") if isinstance(meta, dict) else None
+        rec.pretrain_wall_s = float(wall) if isinstance(wall, (int, float)) else None
 
 
 def _created(folder: Path) -> str | None:

@@ -10,7 +10,7 @@ import csv
 import html
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Report:
     skipped: list[str]
     runs_dir: str
     generated: str
+    signal_tables: list[Any] = field(default_factory=list)  # kgc.reports.ablation.SignalTable, one per grid
 
     def datasets(self) -> list[str]:
         """Datasets with kgc runs first (sorted), then the published-only ones in the published file's order."""
@@ -124,6 +125,119 @@ def ablation_header_rows(table) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+SIGNAL_COLUMNS = ("arm", "n", "pretrain steps", "pretrain s", "fine-tune steps", "test MRR", "test H@1",
+                  "test H@10", "valid MRR", "Δ MRR vs none", "pooled std", "z", "Δ > 2 pooled std")
+SIGNAL_NOTE = ("Test split, filtered, each run's tie policy; the checkpoint chosen on validation MRR. Mean ± sample "
+               "standard deviation over seeds (n); steps and seconds per seed (a range when they differ; pretrain s: "
+               "wall time of the pretraining run, signal building included). Δ: difference of the mean test MRR to "
+               "none; pooled std = sqrt((s_arm² + s_none²) / 2); z = Δ / pooled std; \"yes\" when Δ > 2 pooled std, "
+               "\"no (worse)\" when Δ < -2 pooled std, else \"no\" (n/a with a single seed).")
+
+
+def _span(values: list, fmt_one=str) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    lo, hi = min(vals), max(vals)
+    return fmt_one(lo) if lo == hi else f"{fmt_one(lo)}-{fmt_one(hi)}"
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def signal_header_rows(table) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one per-signal table (:class:`kgc.reports.ablation.SignalTable`)."""
+    rows = []
+    for r in table.rows:
+        c = r.vs_none
+        pooled, z = c.get("pooled_std"), c.get("z")
+        pre = r.arm != "none"
+        rows.append([
+            r.arm, str(r.n), _span(r.pretrain_steps) if pre else "0",
+            _span(r.pretrain_s, lambda v: f"{v:.1f}") if pre else "-", _span(r.finetune_steps),
+            *(_pm(*r.stats[k]) for k in ("mrr", "hits@1", "hits@10")),
+            "-" if r.valid_mrr is None else f"{r.valid_mrr:.4f}",
+            "-" if not c else f"{c['delta']:+.4f}", "-" if pooled is None else f"{pooled:.4f}",
+            "-" if z is None else (f"{z:+.2f}" if abs(z) != float("inf") else ("+inf" if z > 0 else "-inf")),
+            c.get("significant", "-") if c else "-"])
+    return list(SIGNAL_COLUMNS), rows
+
+
+def signal_table_title(table) -> str:
+    return f"{table.dataset}, {table.mode} (model {table.model}; {table.grid})"
+
+
+def signal_table_text(table) -> str:
+    """The table as printed by ``kgc ablation``: a title line and the Markdown table."""
+    header, rows = signal_header_rows(table)
+    return "\n".join([f"pretraining ablation: {signal_table_title(table)}", *_md_table(header, rows)])
+
+
+def plot_signal_table(table, path: Path) -> None:
+    """Bars per arm: test MRR, Hits@1 and Hits@10 means with sample-std error bars; * = Δ MRR > 2 pooled std."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table.rows
+    n = max(1, len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n + 2.5), 4.2), dpi=110)
+    width = 0.26
+    for j, (key, label, color) in enumerate((("mrr", "test MRR", "#1f77b4"), ("hits@1", "test Hits@1", "#ff7f0e"),
+                                              ("hits@10", "test Hits@10", "#2ca02c"))):
+        xs = [i + (j - 1) * width for i in range(len(rows))]
+        means = [r.stats[key][0] for r in rows]
+        errs = [r.stats[key][1] or 0.0 for r in rows]
+        ax.bar(xs, means, width=width, yerr=errs, capsize=3, color=color, label=label)
+        if key == "mrr":
+            for x, r, m, e in zip(xs, rows, means, errs):
+                if r.vs_none.get("significant") == "yes":
+                    ax.text(x, m + e + 0.01, "*", ha="center", fontsize=12)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([f"{r.arm}\n(n={r.n})" for r in rows], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test metric (filtered), mean ± sample std")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    ax.set_title(f"pretraining ablation: {table.dataset}, {table.mode} (* = Δ MRR > 2 pooled std vs none)", fontsize=9)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+
+
+def render_ablation_markdown(tables, plots: dict[str, str]) -> str:
+    """``ablation.md``: each grid's per-signal table and its plot (``plots``: grid -> PNG file name)."""
+    lines = ["# Pretraining ablation", "", SIGNAL_NOTE, ""]
+    if not tables:
+        lines += ["No finished ablation cells.", ""]
+    for t in tables:
+        header, rows = signal_header_rows(t)
+        lines += [f"## {signal_table_title(t)}", ""] + _md_table(header, rows) + [""]
+        if t.grid in plots:
+            lines += [f"![{t.dataset} {t.mode}: test metrics per arm]({plots[t.grid]})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_ablation_report(tables, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """``ablation.md`` and the plot(s) into ``out_dir``: ``ablation.png`` for a single grid, else
+    ``<grid name>.png`` each. Returns ``{"ablation_md": ..., "ablation_png[:<grid name>]": ...}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    plots: dict[str, str] = {}
+    for t in tables:
+        name = "ablation.png" if len(tables) == 1 else f"{t.name}.png"
+        plot_signal_table(t, out / name)
+        plots[t.grid] = name
+        paths["ablation_png" if len(tables) == 1 else f"ablation_png:{t.name}"] = out / name
+    paths["ablation_md"] = out / "ablation.md"
+    with atomic_write(paths["ablation_md"], "w") as fh:
+        fh.write(render_ablation_markdown(tables, plots))
+    return paths
+
+
 def render_markdown(rep: Report) -> str:
     lines = ["# kgc leaderboard", "",
              f"Generated {rep.generated} from `{rep.runs_dir}` ({len(rep.records)} fine-tuning run(s)); "
@@ -143,6 +257,12 @@ def render_markdown(rep: Report) -> str:
     for table in rep.ablation:
         header, rows = ablation_header_rows(table)
         lines += [f"### model {table.model}", ""] + _md_table(header, rows) + [""]
+    if rep.signal_tables:
+        lines += ["## Ablation grids: per-signal tables", "", SIGNAL_NOTE, ""]
+    for t in rep.signal_tables:
+        header, rows = signal_header_rows(t)
+        lines += [f"### {signal_table_title(t)}", ""] + _md_table(header, rows) + [
+            "", f"![{t.dataset} {t.mode}: test metrics per arm]({t.name}.png)", ""]
     if rep.skipped:
         lines += ["## Skipped run folders", ""] + [f"- {_md_escape(s)}" for s in rep.skipped] + [""]
     lines += ["## Published numbers: sources", ""]
@@ -211,6 +331,11 @@ def render_html(rep: Report) -> str:
     for table in rep.ablation:
         header, rows = ablation_header_rows(table)
         parts += [f"<h3>model {e(table.model)}</h3>", _html_table(header, rows)]
+    if rep.signal_tables:
+        parts += ["<h2>Ablation grids: per-signal tables</h2>", f'<p class="small">{e(SIGNAL_NOTE)}</p>']
+    for t in rep.signal_tables:
+        header, rows = signal_header_rows(t)
+        parts += [f"<h3>{e(signal_table_title(t))}</h3>", _html_table(header, rows)]
     if rep.skipped:
         parts.append("<h2>Skipped run folders</h2><ul>" + "".join(f"<li>{e(s)}</li>" for s in rep.skipped) + "</ul>")
     parts.append("<h2>Published numbers: sources</h2><ul class=small>")
@@ -298,4 +423,8 @@ def write_report(rep: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
         p = out / f"leaderboard_{ds}.png"
         plot_dataset(rep, ds, p)
         paths[f"png:{ds}"] = p
+    for t in rep.signal_tables:
+        p = out / f"{t.name}.png"
+        plot_signal_table(t, p)
+        paths[f"ablation_png:{t.name}"] = p
     return paths

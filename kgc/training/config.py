@@ -63,6 +63,36 @@ class OptimConfig:
 
 
 @dataclass
+class SignalLossConfig:
+    """The output layer of pretraining (``kgc.training.losses.SignalLoss``; docs/decisions.md,
+    "Cheap pretraining steps").
+
+    kind: ``sampled`` (default) - a target is scored only against tokens of its own class: a relation,
+    hop, bucket or EOS target over the structure tokens (every id below the first entity), an entity
+    target over sampled entities (the batch's other entity targets plus ``negatives`` shared uniform
+    draws, with the log-probability correction; exact over all entities when ``negatives`` >= the
+    number of entities); ``typed`` - the same classes, entity targets exact over all entities;
+    ``full`` - every target over the whole vocabulary (the reference, and what a GPU can afford).
+    negatives: shared uniform entity negatives per step (``sampled``). in_batch: the batch's other
+    entity targets are negatives too (``sampled``). direct: an entity target that follows an
+    ``(entity, relation)`` step of a path (or a 1-hop item of its centre) adds the model's direct
+    term of that entity and relation to its query vector, as link prediction does for ``(h, r, ?)``
+    (no effect when ``model.direct`` is ``none``). Validation always takes the exact ``typed`` loss.
+    """
+
+    kind: Literal["sampled", "typed", "full"] = "sampled"
+    negatives: int = 1024
+    in_batch: bool = True
+    direct: bool = True
+
+    def validate(self) -> None:
+        if self.kind not in ("sampled", "typed", "full"):
+            raise ValueError(f"kind must be 'sampled', 'typed' or 'full', got {self.kind!r}")
+        if self.negatives < 1:
+            raise ValueError(f"negatives must be >= 1, got {self.negatives}")
+
+
+@dataclass
 class TrainerConfig:
     """Loop settings passed to Lightning.
 

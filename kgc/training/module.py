@@ -131,13 +131,14 @@ class PretrainModule(KGCModule):
         self._task_names = list(vocab.tasks)
         self._val_task_stats: torch.Tensor | None = None
 
-    def signal_loss(self, batch: SignalBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(mean loss, per-token stats ``tok_loss``/``correct``/``row``) of the injected loss."""
-        return self.loss(self.model, batch)
+    def signal_loss(self, batch: SignalBatch, exact: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(mean loss, per-token stats ``tok_loss``/``correct``/``row``) of the injected loss; ``exact``
+        (validation) asks a sampled loss for its exact per-class softmax instead."""
+        return self.loss(self.model, batch, exact=exact)
 
     def step(self, batch: SignalBatch, stage: str) -> torch.Tensor:
         bsz = batch.tokens.shape[0]
-        loss, stats = self.signal_loss(batch)
+        loss, stats = self.signal_loss(batch, exact=stage != "train")
         task_of_tok = batch.task[stats["row"]]
         if stage == "train":
             self.log("train/loss", loss, prog_bar=True, batch_size=bsz)

@@ -36,6 +36,20 @@ class SignalsConfig:
     num_examples: cap on sequences per signal (null = each signal's own default).
     heldout_fraction: share of each signal's sequences kept for validation.
     options: per-signal config overrides, e.g. ``{shortest_path: {max_distance: 2}}``.
+
+    packing: fill each training step to a token budget and pack its sequences into rows
+    (``pretrain_tasks.batching.collate_packed``) instead of ``batch_size`` right-padded sequences.
+    batch_tokens: that budget, in real (non-pad) tokens; null = ``trainer.batch_size * 48``. A step
+    draws sequences of its task (:class:`StepTaskBatchSampler`) while their total stays within the
+    budget (at least one) and packs them first-fit decreasing into rows ``longest * max(1, cap //
+    longest)`` tokens wide (``longest`` = the step's longest sequence, ``cap = min(96, model.max_len)``;
+    fewer copies when the batch is too small to fill them, ``pretrain_tasks.batching.pack_width``):
+    equal-length sequences leave no padding, and rows hold only one task's sequences. An epoch is
+    then ``ceil(tokens of an epoch / batch_tokens)`` steps. Under DDP (world > 1) Lightning's
+    distributed sampler still draws ``batch_size`` sequences per batch, which are packed within the
+    batch (rows grouped by task). Validation batches stay unpacked. The hybrid model cannot take
+    packed rows: the data module turns packing off for it with one log line (``config.yaml`` keeps
+    the requested value). With ``packing: false`` batches are exactly the unpacked ones.
     """
 
     names: list[str] = field(default_factory=_all_signals)
@@ -46,6 +60,8 @@ class SignalsConfig:
     num_examples: int | None = None
     heldout_fraction: float = 0.02
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    packing: bool = True
+    batch_tokens: int | None = None
 
     def validate(self) -> None:
         from pretrain_tasks import parse_signals
@@ -60,6 +76,11 @@ class SignalsConfig:
             raise ValueError(f"heldout_fraction must be in [0, 0.5), got {self.heldout_fraction}")
         if not isinstance(self.weights, (str, dict)):
             raise ValueError(f"weights must be 'uniform', 'size' or a mapping, got {self.weights!r}")
+        if not isinstance(self.packing, bool):
+            raise ValueError(f"packing must be true or false, got {self.packing!r}")
+        if self.batch_tokens is not None and (isinstance(self.batch_tokens, bool) or not isinstance(
+                self.batch_tokens, int) or self.batch_tokens < 1):
+            raise ValueError(f"batch_tokens must be an integer >= 1 or null, got {self.batch_tokens!r}")
 
 
 class StepTaskBatchSampler(Sampler[list[int]]):
@@ -76,17 +97,33 @@ class StepTaskBatchSampler(Sampler[list[int]]):
     batch counters, restored from the checkpoint, end the epoch at the same batch). With fixed
     weights the stream is a pure function of ``(seed, step)``; with the uncertainty sampler it also
     depends on the sampler's state, which the checkpoint carries.
+
+    With ``batch_tokens`` (packing; ``lengths`` (N,) the dataset's sequence lengths) a batch is not
+    ``batch_size`` examples but, from the same generator after the same task draw,
+    ``batch_tokens // (the task's shortest length) + 1`` uniform draws cut to the longest prefix whose
+    total length is at most ``batch_tokens`` (at least one example). An epoch is then
+    ``ceil(len(task_sampler) * mean length / batch_tokens)`` batches.
     """
 
     def __init__(self, task_sampler, task_index: dict[int, np.ndarray], task_ids: dict[str, int], batch_size: int,
-                 seed: int, step_fn: Callable[[], int]):
+                 seed: int, step_fn: Callable[[], int], lengths: np.ndarray | None = None,
+                 batch_tokens: int | None = None):
         self.task_sampler = task_sampler
         self.task_index = task_index
         self.task_ids = task_ids  # signal name -> task id (SignalDataset.task_ids)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.step_fn = step_fn
-        self.steps_per_epoch = max(1, -(-len(task_sampler) // self.batch_size))
+        self.batch_tokens = None if batch_tokens is None else int(batch_tokens)
+        if self.batch_tokens is None:
+            self.steps_per_epoch = max(1, -(-len(task_sampler) // self.batch_size))
+        else:
+            if lengths is None or self.batch_tokens < 1:
+                raise KGCError("a token-budget batch sampler needs the sequence lengths and batch_tokens >= 1")
+            self.lengths = np.asarray(lengths, dtype=np.int64)
+            self.min_len = {t: int(self.lengths[ix].min()) for t, ix in task_index.items() if len(ix)}
+            tokens = len(task_sampler) * float(self.lengths.mean())
+            self.steps_per_epoch = max(1, int(np.ceil(tokens / self.batch_tokens)))
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -97,8 +134,13 @@ class StepTaskBatchSampler(Sampler[list[int]]):
         probs = self.task_sampler.probabilities()  # {signal name: p}
         names = list(probs)
         p = np.array([probs[n] for n in names], dtype=np.float64)
-        pool = self.task_index[self.task_ids[names[rng.choice(len(names), p=p / p.sum())]]]
-        return pool[rng.integers(0, len(pool), size=self.batch_size)].tolist()
+        tid = self.task_ids[names[rng.choice(len(names), p=p / p.sum())]]
+        pool = self.task_index[tid]
+        if self.batch_tokens is None:
+            return pool[rng.integers(0, len(pool), size=self.batch_size)].tolist()
+        pick = pool[rng.integers(0, len(pool), size=self.batch_tokens // self.min_len[tid] + 1)]  # enough to pass it
+        total = np.cumsum(self.lengths[pick])
+        return pick[: max(1, int(np.searchsorted(total, self.batch_tokens, side="right")))].tolist()
 
     def __iter__(self):
         step = int(self.step_fn() or 0)
@@ -116,7 +158,11 @@ class PretrainDataModule(pl.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         log: Callable[[str], None] | None = None,
+        model_name: str | None = None,
+        max_len: int | None = None,
     ):
+        """``model_name``/``max_len``: the run's ``model.name`` and ``model.max_len`` (packing: the
+        hybrid turns it off, and packed rows are at most ``max_len`` wide)."""
         super().__init__()
         self.dataset_name = dataset
         self.signals = signals
@@ -124,6 +170,18 @@ class PretrainDataModule(pl.LightningDataModule):
         self.seed = seed
         self.num_workers = num_workers
         self.log_fn = log or (lambda msg: None)
+        self.max_len = max_len
+        self.packing = bool(getattr(signals, "packing", False))
+        if self.packing and model_name is not None:
+            from kgc.models import MODELS
+
+            cls = MODELS.get(model_name)
+            if cls is not None and not cls.supports_segments:
+                self.packing = False
+                self.log_fn(f"signals.packing: off for model {model_name} (its Mamba2 scan cannot reset its state "
+                            "between packed sequences)")
+        bt = getattr(signals, "batch_tokens", None)
+        self.batch_tokens = (int(bt) if bt is not None else int(batch_size) * 48) if self.packing else None
         self.ds = self.graph = self.vocab = None
         self.train_set = self.val_set = self.sampler = None
 
@@ -161,6 +219,14 @@ class PretrainDataModule(pl.LightningDataModule):
         if not train_parts:
             raise KGCError(f"no pretraining sequences for {ds.name} with signals {', '.join(self.signals.names)}")
         self.train_set = SignalDataset(train_parts)
+        if self.packing:
+            longest = int(self.train_set.lengths.max())
+            if longest > self.batch_tokens:
+                raise KGCError(f"signals.batch_tokens {self.batch_tokens} is smaller than the longest training "
+                               f"sequence ({longest} tokens)")
+            from pretrain_tasks.batching import pack_width
+
+            pack_width(longest, self.max_len)  # a sequence longer than model.max_len cannot be packed
         val_parts = [v for v in val_parts if len(v)]
         self.val_set = SignalDataset(val_parts) if val_parts else None
         if self.signals.sampler == "uncertainty":
@@ -169,17 +235,27 @@ class PretrainDataModule(pl.LightningDataModule):
         else:
             self.sampler = WeightedTaskSampler(self.train_set, self.signals.weights, seed=self.seed)
 
-    def train_dataloader(self) -> DataLoader:
-        from pretrain_tasks import collate
+    def train_collate(self):
+        """The training batches' collate function: packed (:func:`~pretrain_tasks.batching.collate_packed`)
+        or right-padded (``collate``)."""
+        from functools import partial
 
+        from pretrain_tasks import collate, collate_packed
+
+        return partial(collate_packed, max_len=self.max_len) if self.packing else collate
+
+    def train_dataloader(self) -> DataLoader:
+        collate = self.train_collate()
         world = self.trainer.world_size if self.trainer is not None else 1
         # an explicit generator: a DataLoader iterator without one draws its base seed from the global
         # torch RNG, which would shift dropout after each epoch boundary (and break the RNG restore
         # of a resumed run, kgc.training.preemption.RNGStateCallback)
         g = torch.Generator().manual_seed(self.seed)
-        if world == 1:  # single-task, step-indexed batches (DDP keeps Lightning's distributed sampler)
+        if world == 1:  # single-task, step-indexed batches (DDP keeps Lightning's distributed sampler,
+            # its batch_size sequences packed within the batch when packing)
             batches = StepTaskBatchSampler(self.sampler, self.train_set.task_index, self.train_set.task_ids,
-                                           self.batch_size, self.seed, self._global_step)
+                                           self.batch_size, self.seed, self._global_step,
+                                           lengths=self.train_set.lengths, batch_tokens=self.batch_tokens)
             return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
                               generator=g)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate,

@@ -86,6 +86,26 @@ def test_step_cost_smoke_on_umls(tmp_path):
     assert res.stdout.strip().splitlines()[-3].startswith("| reference encoder |")
 
 
+
+@pytest.mark.slow
+def test_pretrain_throughput_smoke_on_nations(tmp_path):
+    """pretrain_throughput measures its five rows on the same sequences (equal target-token counts),
+    with packing lowering the padding, and reports ratios to the full-vocabulary padded row."""
+    import json
+
+    out = tmp_path / "tp.json"
+    res = subprocess.run([sys.executable, str(BENCH / "pretrain_throughput.py"), "--datasets", "nations",
+                          "--steps", "2", "--warmup", "1", "--threads", "1", "--json", str(out)], cwd=REPO,
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    assert [r["row"] for r in rows] == ["full, padded", "full, packed", "typed, packed", "sampled, padded",
+                                        "sampled, packed"]
+    assert len({r["target_tokens"] for r in rows}) == 1 and rows[0]["target_tokens"] > 0
+    by = {r["row"]: r for r in rows}
+    assert by["full, packed"]["padding"] <= by["full, padded"]["padding"]
+    assert res.stdout.strip().splitlines()[-5].startswith("| nations | full, padded |")
+
 def test_log_lines_reports_longest_line_carriage_returns_and_gaps(tmp_path):
     import json
 

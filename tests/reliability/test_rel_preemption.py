@@ -147,11 +147,11 @@ def test_sigterm_then_sigusr1_then_resume_equals_the_uninterrupted_run(ft_baseli
     assert not same_weights(ck / "last.ckpt", base / "checkpoints" / "last.ckpt")
 
 
-# tiny deterministic pretraining with dropout: 19 single-task batches per epoch (lcc + random_walk, 300
-# examples each, batch 32); validation every 10 steps
+# tiny deterministic pretraining with dropout: packed single-task batches of 400 tokens, about 17 per
+# epoch (lcc + random_walk, 300 examples each); validation every 10 steps
 PT_DROPOUT = """
 model: {name: transformer, dim: 32, layers: 2, heads: 2, mlp_ratio: 2.0, dropout: 0.2, attn_dropout: 0.1, max_len: 96}
-signals: {num_examples: 300}
+signals: {num_examples: 300, batch_tokens: 400}
 optim: {lr: 3.0e-3, warmup_steps: 5}
 trainer: {max_steps: 22, batch_size: 32, val_every: 10, ckpt_every: 5, log_every: 1, progress_bar: false,
           deterministic: true}

@@ -1,4 +1,5 @@
-"""Ablation table (means over seeds, deltas to no pretraining) and the resumable grid runner (real tiny runs)."""
+"""Ablation tables (means over seeds, deltas to no pretraining; the per-signal table with its significance
+column) and the resumable grid runner (real tiny runs on UMLS; more grid tests in test_ablation_grid.py)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,20 @@ import json
 import pytest
 
 from kgc import KGCError
-from kgc.ablation import main as ablation_main, parse_seeds, parse_signal_set, run_grid
-from kgc.reports.ablation import ablation_tables
+from kgc.ablation import ARMS, main as ablation_main, parse_arms, parse_seeds, parse_signal_set, run_grid
+from kgc.reports.ablation import ablation_tables, compare, pooled_std, signal_tables
 from kgc.reports.collect import RunRecord, signals_label
-from kgc.reports.render import ablation_header_rows
+from kgc.reports.render import ablation_header_rows, signal_header_rows
 
 from report_helpers import md_tables
 
 
-def _rec(tmp_path, ds, sig, seed, mrr, h1=0.1, mtime=0.0, model="transformer"):
-    return RunRecord(path=tmp_path / f"{ds}-{sig}-{seed}-{mtime}", dataset=ds, model=model, signals=sig,
+def _rec(tmp_path, ds, sig, seed, mrr, h1=0.1, mtime=0.0, model="transformer", grid=None, arm=None, mode=None,
+         valid=None, steps=(0, 10)):
+    return RunRecord(path=tmp_path / f"{ds}-{arm or sig}-{seed}-{mtime}", dataset=ds, model=model, signals=sig,
                      tie_policy="realistic", seed=seed, mtime=mtime,
-                     metrics={"mrr": mrr, "mr": 10.0, "hits@1": h1, "hits@3": 0.5, "hits@10": 0.9})
+                     metrics={"mrr": mrr, "mr": 10.0, "hits@1": h1, "hits@3": 0.5, "hits@10": 0.9},
+                     grid=grid, arm=arm, mode=mode, valid_mrr=valid, pretrain_steps=steps[0], finetune_steps=steps[1])
 
 
 def test_table_means_over_seeds_and_deltas(tmp_path):
@@ -56,21 +59,67 @@ def test_signal_set_and_seed_parsing():
     assert parse_seeds("0,1,1,2") == [0, 1, 2]
     with pytest.raises(KGCError, match="--seeds"):
         parse_seeds("a,b")
+    for bad in ("", "0,-1"):
+        with pytest.raises(KGCError, match="--seeds"):
+            parse_seeds(bad)
+    # arms: none first and always there, duplicates dropped, combinations in registry order
+    assert [a.name for a in parse_arms("lcc,all-uncertainty,lcc")] == ["none", "lcc", "all-uncertainty"]
+    unc = parse_arms("all-uncertainty")[1]
+    assert unc.signals == tuple(parse_signal_set("all")) and unc.sets == ("signals.sampler=uncertainty",)
+    assert parse_arms("lcc+random_walk")[1].name == "random_walk+lcc"
+    with pytest.raises(KGCError, match="unknown arm 'walks'; valid arms: " + ", ".join(ARMS)):
+        parse_arms("none,walks")
+
+
+def test_significance_column_on_a_hand_made_table(tmp_path):
+    """none 0.50 ± 0.01 vs all 0.53 ± 0.01: Δ 0.03 = 3 pooled std -> yes; smaller gaps -> no; worse -> no (worse)."""
+    assert pooled_std(0.01, 0.01) == pytest.approx(0.01) and pooled_std(0.03, 0.01) == pytest.approx(0.05 ** 0.5 / 10)
+    c = compare([0.52, 0.53, 0.54], [0.49, 0.50, 0.51])
+    assert c["delta"] == pytest.approx(0.03) and c["pooled_std"] == pytest.approx(0.01) and c["z"] == pytest.approx(3.0)
+    assert c["significant"] == "yes"
+    assert compare([0.50, 0.51, 0.52], [0.49, 0.50, 0.51])["significant"] == "no"  # Δ = 0.01 = 1 pooled std
+    assert compare([0.46, 0.47, 0.48], [0.49, 0.50, 0.51])["significant"] == "no (worse)"
+    assert compare([0.60], [0.49, 0.50, 0.51]) == {"delta": pytest.approx(0.10), "pooled_std": None, "z": None,
+                                                   "significant": "n/a"}
+    g = str(tmp_path / "ablation-umls-amortised")
+    recs = [_rec(tmp_path, "umls", sig, seed, mrr, grid=g, arm=arm, mode="amortised", valid=mrr - 0.1,
+                 steps=(0 if arm == "none" else 100, 50))
+            for arm, sig, vals in (("none", "none", (0.49, 0.50, 0.51)), ("all", "all", (0.52, 0.53, 0.54)),
+                                   ("all-uncertainty", "all", (0.46, 0.47, 0.48)), ("lcc", "lcc", (0.50, 0.505, 0.51)))
+            for seed, mrr in enumerate(vals)]
+    recs.append(_rec(tmp_path, "umls", "none", 0, 0.99))  # not a grid cell: not in the per-signal table
+    (t,) = signal_tables(recs)
+    assert (t.dataset, t.mode, t.grid, t.name) == ("umls", "amortised", g, "ablation-umls-amortised")
+    assert [r.arm for r in t.rows] == ["none", "lcc", "all", "all-uncertainty"]
+    header, rows = signal_header_rows(t)
+    col = {h: i for i, h in enumerate(header)}
+    by_arm = {row[0]: row for row in rows}
+    assert by_arm["all"][col["test MRR"]] == "0.5300 ± 0.0100" and by_arm["all"][col["n"]] == "3"
+    assert by_arm["all"][col["Δ MRR vs none"]] == "+0.0300" and by_arm["all"][col["pooled std"]] == "0.0100"
+    assert by_arm["all"][col["z"]] == "+3.00" and by_arm["all"][col["Δ > 2 pooled std"]] == "yes"
+    assert by_arm["all"][col["valid MRR"]] == "0.4300" and by_arm["all"][col["pretrain steps"]] == "100"
+    assert by_arm["all"][col["fine-tune steps"]] == "50"
+    assert by_arm["lcc"][col["Δ > 2 pooled std"]] == "no"
+    assert by_arm["all-uncertainty"][col["Δ > 2 pooled std"]] == "no (worse)"
+    assert by_arm["none"][col["Δ MRR vs none"]] == "-" and by_arm["none"][col["pretrain steps"]] == "0"
+    # the overview table keeps all-uncertainty apart from all (same signals, another sampler)
+    (overview,) = ablation_tables([r for r in recs if r.grid])
+    assert overview.rows == ["none", "lcc", "all", "all-uncertainty"]
 
 
 def test_grid_runs_then_skips_finished_cells(grid, capsys):
     runs, pt_cfg, ft_cfg, done = grid
     assert done == {"ran": ["none/seed 0", "lcc/seed 0"], "skipped": []}
-    grid_dir = runs / "ablation-umls"
+    grid_dir = runs / "ablation-umls-amortised"
     cells = {name: grid_dir / name / "metrics.json" for name in ("finetune-none-s0", "finetune-lcc-s0")}
     stamps = {name: p.stat().st_mtime_ns for name, p in cells.items()}
     m = json.loads(cells["finetune-lcc-s0"].read_text())
     assert m["signals"] == ["lcc"] and m["pretrain_steps"] == 3 and m["finetune_steps"] == 6
-    assert m["init_checkpoint"] == str(grid_dir / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt")
+    assert m["init_checkpoint"] == str(grid_dir / "pretrain-lcc" / "checkpoints" / "last.ckpt")
     assert json.loads(cells["finetune-none-s0"].read_text())["signals"] == []
-    pt_stamp = (grid_dir / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    pt_stamp = (grid_dir / "pretrain-lcc" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
 
-    # rerun through the CLI: nothing is recomputed, the report is written
+    # rerun through the CLI (the old flag names still work): nothing is recomputed, the report is written
     capsys.readouterr()
     assert ablation_main(["--dataset", "umls", "--budget-pretrain-steps", "3", "--budget-finetune-steps", "6",
                           "--signals-set", "lcc", "--seeds", "0", "--runs", str(runs),
@@ -78,7 +127,7 @@ def test_grid_runs_then_skips_finished_cells(grid, capsys):
     out = capsys.readouterr().out
     assert "0 cell(s) run, 2 already finished" in out
     assert {name: p.stat().st_mtime_ns for name, p in cells.items()} == stamps
-    assert (grid_dir / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == pt_stamp
+    assert (grid_dir / "pretrain-lcc" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == pt_stamp
     md = (grid_dir / "report" / "leaderboard.md").read_text()
     (ablation,) = [(h, rows) for h, rows in md_tables(md) if h[0] == "signals"]
     header, rows = ablation
@@ -86,6 +135,13 @@ def test_grid_runs_then_skips_finished_cells(grid, capsys):
     base = json.loads(cells["finetune-none-s0"].read_text())["metrics"]["mrr"]
     assert rows[0][header.index("umls MRR")] == f"{base:.4f}"
     assert rows[1][header.index("umls MRR")] == f"{m['metrics']['mrr']:.4f} ({m['metrics']['mrr'] - base:+.4f})"
+    # the per-signal table: printed, in ablation.md and in the leaderboard, the same rows
+    (per_signal,) = [rows for h, rows in md_tables((grid_dir / "report" / "ablation.md").read_text()) if h[0] == "arm"]
+    assert [r for h, r in md_tables(md) if h[0] == "arm"] == [per_signal]
+    assert [r[0] for r in per_signal] == ["none", "lcc"]
+    assert per_signal[1][5] == f"{m['metrics']['mrr']:.4f}" and per_signal[1][-1] == "n/a"  # one seed
+    assert "| lcc | 1 | 3 |" in out and "pretraining ablation: umls, amortised" in out
+    assert (grid_dir / "report" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_grid_rejects_bad_budget(tmp_path):
@@ -98,10 +154,11 @@ def test_grid_resumes_an_interrupted_cell(grid, tmp_path):
 
     runs, pt_cfg, ft_cfg, _ = grid
     copy = tmp_path / "runs"
-    shutil.copytree(runs / "ablation-umls", copy / "ablation-umls", ignore=shutil.ignore_patterns("report"))
-    cell = copy / "ablation-umls" / "finetune-lcc-s0"
+    shutil.copytree(runs / "ablation-umls-amortised", copy / "ablation-umls-amortised",
+                    ignore=shutil.ignore_patterns("report"))
+    cell = copy / "ablation-umls-amortised" / "finetune-lcc-s0"
     (cell / "metrics.json").unlink()  # killed after its last checkpoint, before evaluation
-    pt_ckpt = copy / "ablation-umls" / "pretrain-lcc-s0" / "checkpoints" / "last.ckpt"
+    pt_ckpt = copy / "ablation-umls-amortised" / "pretrain-lcc" / "checkpoints" / "last.ckpt"
     pt_stamp = pt_ckpt.stat().st_mtime_ns
     logs: list[str] = []
     done = run_grid("umls", 3, 6, [["lcc"]], [0], copy, str(pt_cfg), str(ft_cfg), log=logs.append)
@@ -127,8 +184,8 @@ def test_cli_overrides_and_finetune_time_reach_every_cell(tmp_path):
                           "--budget-finetune-time", "10m", "--signals-set", "lcc", "--seeds", "0", "--runs", str(runs),
                           "--pretrain-config", str(pt_cfg), "--finetune-config", str(ft_cfg),
                           "--pretrain-set", "optim.lr=7.0e-4", "--finetune-set", "optim.lr=9.0e-4"]) == 0
-    grid = runs / "ablation-umls"
-    pt = RunDir(grid / "pretrain-lcc-s0").config()
+    grid = runs / "ablation-umls-amortised"
+    pt = RunDir(grid / "pretrain-lcc").config()
     assert pt["optim"]["lr"] == 7.0e-4 and pt["trainer"]["max_steps"] == 2
     for cell in ("finetune-none-s0", "finetune-lcc-s0"):
         m = json.loads((grid / cell / "metrics.json").read_text())

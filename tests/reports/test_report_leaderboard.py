@@ -28,7 +28,7 @@ def runs(grid):
     runs, _, ft_cfg, _ = grid
     assert finetune_main(["--dataset", "synthetic", "--from-scratch", "--config", str(ft_cfg), "--max-steps", "6",
                           "--out", str(runs / "synthetic-ft"), "--runs-root", str(runs), "--no-progress"]) == 0
-    umls = runs / "ablation-umls" / "finetune-none-s0"
+    umls = runs / "ablation-umls-amortised" / "finetune-none-s0"
     group = runs / "group" / "umls-seed7"
     group.mkdir(parents=True)
     m = json.loads((umls / "metrics.json").read_text())
@@ -90,11 +90,11 @@ def test_markdown_numbers_equal_metrics_json(report, runs):
             assert row[col["fine-tune budget"]].startswith(f"{m['finetune_steps']} steps")
             assert row[col["commit"]] == (m["commit"] or "-") and row[col["hardware"]] == m["hardware"]
             checked.add(row[col["run / citation"]])
-    assert checked == {"ablation-umls/finetune-none-s0", "ablation-umls/finetune-lcc-s0", "synthetic-ft",
+    assert checked == {"ablation-umls-amortised/finetune-none-s0", "ablation-umls-amortised/finetune-lcc-s0", "synthetic-ft",
                        "group/umls-seed7"}
     # the best of the two umls runs without pretraining is marked, the worse one is not; lcc is its own group
-    assert re.search(r"\| kgc \| ★ \| umls \| transformer \| none \|[^\n]*\| ablation-umls/finetune-none-s0 \|", text)
-    assert re.search(r"\| kgc \| ★ \| umls \| transformer \| lcc \|[^\n]*\| ablation-umls/finetune-lcc-s0 \|", text)
+    assert re.search(r"\| kgc \| ★ \| umls \| transformer \| none \|[^\n]*\| ablation-umls-amortised/finetune-none-s0 \|", text)
+    assert re.search(r"\| kgc \| ★ \| umls \| transformer \| lcc \|[^\n]*\| ablation-umls-amortised/finetune-lcc-s0 \|", text)
     assert re.search(r"\| kgc \|  \| umls \|[^\n]*\| group/umls-seed7 \|", text)
 
 
@@ -133,7 +133,7 @@ def test_html_and_csv_carry_the_run_numbers(report, runs):
     paths, _ = report
     page = paths["html"].read_text()
     rows = list(csv.DictReader(paths["csv"].open()))
-    for name in ("ablation-umls/finetune-none-s0", "ablation-umls/finetune-lcc-s0", "synthetic-ft"):
+    for name in ("ablation-umls-amortised/finetune-none-s0", "ablation-umls-amortised/finetune-lcc-s0", "synthetic-ft"):
         m = _metrics(runs / name)
         assert f">{fmt(m['metrics']['mrr'], 'mrr')}<" in page
         (row,) = [r for r in rows if r["kind"] == "kgc" and r["run"].endswith(name)]
@@ -200,7 +200,7 @@ def test_malformed_published_file_is_a_one_line_error(tmp_path, body, match):
 
 
 def test_collect_ignores_pretraining_runs_and_report_folders(tmp_path, runs):
-    shutil.copytree(runs / "ablation-umls" / "finetune-none-s0", tmp_path / "umls-ft",
+    shutil.copytree(runs / "ablation-umls-amortised" / "finetune-none-s0", tmp_path / "umls-ft",
                     ignore=shutil.ignore_patterns("checkpoints", "logs"))
     (tmp_path / "pt").mkdir()
     (tmp_path / "pt" / "run.json").write_text(json.dumps({"kind": "pretrain"}))

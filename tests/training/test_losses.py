@@ -72,3 +72,125 @@ def test_signal_loss_is_next_token_ce_over_the_vocabulary(preset):
     assert stats["correct"].tolist() == (logits.argmax(-1) == y).double().tolist()
     assert stats["row"].tolist() == torch.nonzero(sel, as_tuple=True)[0].tolist()
     assert model.token_weight() is model.tok_emb.weight
+
+
+# ---- the cheap signal losses: typed softmax, sampled softmax with the logQ correction ---------------
+def _typed_model(direct="none", V=55, NE=30, OFF=25):
+    cfg = load_model_config("transformer-tiny", [f"direct={direct}"] if direct != "none" else [])
+    torch.manual_seed(0)
+    model = build_model(cfg, V, NE, OFF).double().eval()
+    if model.ent_bias is not None:
+        torch.nn.init.normal_(model.ent_bias, 0.0, 0.3)
+    g = torch.Generator().manual_seed(1)
+    # sequences over the whole vocabulary: structure (< OFF) and entity (>= OFF) targets alike
+    items = [(torch.randint(1, V, (n,), generator=g), 2, t) for n, t in ((12, 1), (9, 2), (14, 1))]
+    return model, collate(items)
+
+
+def test_typed_loss_scores_each_target_over_its_class():
+    model, batch = _typed_model()
+    loss, stats = SignalLoss("typed")(model, batch)
+    h = model.encode(batch.tokens, batch.prefix_len)
+    sel = batch.labels != -100
+    logits = model.token_logits(h)[sel]  # (N, V) dense, tied head with the entity bias
+    y = batch.labels[sel]
+    off = model.entity_offset
+    want = torch.where(y < off,
+                       F.cross_entropy(logits[:, :off], y.clamp_max(off - 1), reduction="none"),
+                       F.cross_entropy(logits[:, off:], (y - off).clamp_min(0), reduction="none"))
+    assert bool((y < off).any()) and bool((y >= off).any())
+    torch.testing.assert_close(stats["tok_loss"], want)
+    torch.testing.assert_close(loss, want.mean())
+    pred = torch.where(y < off, logits[:, :off].argmax(-1), logits[:, off:].argmax(-1) + off)
+    assert stats["correct"].tolist() == (pred == y).double().tolist()
+    # and it is not the full-vocabulary loss (which is larger: more competitors)
+    assert SignalLoss("full")(model, batch)[0] > loss
+
+
+def test_sampled_loss_is_exact_when_the_negatives_cover_the_entities():
+    model, batch = _typed_model()
+    typed = SignalLoss("typed")(model, batch)[1]["tok_loss"]
+    for k in (model.num_entities, 5000):
+        torch.testing.assert_close(SignalLoss("sampled", negatives=k)(model, batch)[1]["tok_loss"], typed)
+    # validation asks a sampled loss for the exact typed one
+    torch.testing.assert_close(SignalLoss("sampled", negatives=3)(model, batch, exact=True)[1]["tok_loss"], typed)
+
+
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_sampled_partition_estimate_is_unbiased(in_batch):
+    """E[Z_hat] = Z exactly: averaging Z_hat over every possible single draw (K = 1, the uniform
+    proposal enumerated) gives the full entity partition function of each row."""
+    torch.manual_seed(3)
+    n, E, D = 7, 13, 5
+    q, W, b = torch.randn(n, D, dtype=torch.float64), torch.randn(E, D, dtype=torch.float64), torch.randn(E, dtype=torch.float64)
+    y = torch.tensor([0, 4, 4, 9, 12, 4, 0])
+    loss = SignalLoss("sampled", negatives=1, in_batch=in_batch)
+    z_full = torch.logsumexp(q @ W.T + b, 1).exp()  # (n,)
+    z_hat = []
+    for j in range(E):  # every possible draw, each with probability 1 / E
+        lj, _ = loss.sampled_entity_loss(q, y, W, b, negatives=torch.tensor([j]))
+        s_y = (q * W[y]).sum(-1) + b[y]
+        z_hat.append((lj + s_y).exp())  # loss = log Z_hat - s_y
+    torch.testing.assert_close(torch.stack(z_hat).mean(0), z_full)
+
+
+@pytest.mark.parametrize("in_batch", [True, False])
+def test_sampled_loss_converges_to_the_full_entity_loss(in_batch):
+    """Consistency: with many negatives the sampled loss approaches the exact entity loss, and the
+    logQ correction is what makes it do so (without it the estimate stays far off)."""
+    torch.manual_seed(4)
+    n, E, D = 6, 50, 8
+    q, W = torch.randn(n, D, dtype=torch.float64), torch.randn(E, D, dtype=torch.float64)
+    y = torch.tensor([1, 7, 7, 30, 49, 2])
+    exact = F.cross_entropy(q @ W.T, y, reduction="none")
+    loss = SignalLoss("sampled", negatives=40000, in_batch=in_batch)
+    torch.manual_seed(5)
+    got, _ = loss.sampled_entity_loss(q, y, W, None)
+    torch.testing.assert_close(got, exact, atol=0.03, rtol=0.0)
+    few = SignalLoss("sampled", negatives=20, in_batch=in_batch)
+    negs = torch.randint(0, E, (20,), generator=torch.Generator().manual_seed(6))
+    with_q, _ = few.sampled_entity_loss(q, y, W, None, negatives=negs)
+    # the uncorrected sampled softmax (each draw counted once) underestimates the loss badly
+    U = torch.unique(y) if in_batch else None
+    raw = []
+    for i in range(n):
+        cand = torch.unique(torch.cat([U if in_batch else y[i : i + 1], negs]))
+        raw.append(F.cross_entropy((q[i] @ W[cand].T)[None], (cand == y[i]).nonzero()[0]))
+    raw = torch.stack(raw)
+    assert (exact - raw).mean() > 0.5 and (exact - with_q).abs().mean() < (exact - raw).abs().mean()
+
+
+def test_direct_term_joins_the_query_of_entity_steps():
+    from kgc.training.losses import TokenLayout, direct_anchors
+
+    V, NE, OFF = 55, 30, 25
+    model, _ = _typed_model("complex", V, NE, OFF)
+    lay = TokenLayout(relation_offset=15, entity_offset=OFF, num_entities=NE, sep=3, hop1=9)
+    # [TASK] e2 SEP r16 e5 r17 e7 EOS: two anchored steps (e2 -r16-> e5, e5 -r17-> e7)
+    toks = torch.tensor([7, OFF + 2, 3, 16, OFF + 5, 17, OFF + 7, 2])
+    batch = collate([(toks, 3, 1)])
+    _, stats = SignalLoss("typed", direct=True, layout=lay)(model, batch)
+    _, plain = SignalLoss("typed")(model, batch)
+    h = model.encode(batch.tokens, batch.prefix_len)
+    sel = batch.labels != -100
+    q = model.query_vectors(h[sel])  # targets: r16 e5 r17 e7 EOS
+    anchors = direct_anchors(batch.tokens, lay)[sel]
+    assert anchors.tolist() == [-1, 2, -1, 5, -1]
+    W = model.entity_weight()
+    for k, (src, rel, tgt) in {1: (2, 16, 5), 3: (5, 17, 7)}.items():
+        qd = model.direct(torch.tensor([[src]]), torch.zeros(1, 1, dtype=torch.long), torch.tensor([rel]),
+                          torch.ones(1, dtype=torch.long), W)[0]
+        logits = (q[k] + qd) @ W.T + (0 if model.entity_bias() is None else model.entity_bias())
+        torch.testing.assert_close(stats["tok_loss"][k], F.cross_entropy(logits[None], torch.tensor([tgt])))
+    # structure targets are untouched by the direct term
+    torch.testing.assert_close(stats["tok_loss"][[0, 2, 4]], plain["tok_loss"][[0, 2, 4]])
+    loss, _ = SignalLoss("sampled", negatives=4, direct=True, layout=lay)(model.train(), batch)
+    loss.backward()
+    assert model.direct.rel.weight.grad is not None and model.direct.rel.weight.grad[16].abs().sum() > 0
+
+
+def test_signal_loss_config_errors():
+    with pytest.raises(KGCError, match="kind"):
+        SignalLoss("approx")
+    with pytest.raises(KGCError, match="TokenLayout"):
+        SignalLoss("typed", direct=True)

@@ -41,7 +41,9 @@ def test_pretrain_all_signals_losses_fall(tmp_path, tiny_pretrain_cfg):
         assert len(s) >= 6, (sig, s)
         first = sum(v for _, v in s[:2]) / 2
         last = sum(v for _, v in s[-2:]) / 2
-        assert last < first - 0.5, f"{sig}: loss did not fall ({first:.3f} -> {last:.3f})"
+        # the default loss scores each target over its token class, so it starts near log(class size)
+        # rather than log(V) and falls by less in absolute terms: a 5% fall in 60 steps of a tiny model
+        assert last < 0.95 * first, f"{sig}: loss did not fall ({first:.3f} -> {last:.3f})"
         assert first < math.log(len(vocab)) + 1.0
         # held-out per-task validation metrics are logged too
         assert series(rows, f"val/{sig}/acc"), sig
