@@ -7,8 +7,10 @@ Examples::
     python -m kgc.ablation --dataset fb15k237 --mode matched --budget 30m --pretrain-fraction 0.3
 
 Arms: ``none`` (fine-tuned from scratch, always run), each signal (``random_walk``, ``shortest_path``,
-``khop``, ``ig_path``, ``lcc``), ``all`` (the five, fixed weights) and ``all-uncertainty`` (the five with
-``signals.sampler=uncertainty``, the CA-MTL-style sampler); ``a+b`` is a combination.
+``khop``, ``ig_path``, ``lcc``), ``all`` (the five, fixed uniform weights), ``all-uncertainty`` (the five with
+``signals.sampler=uncertainty``, the CA-MTL-style sampler) and ``all-size`` (the five with
+``signals.weights=size``: every sequence equally likely, so a signal's share is its size); ``a+b`` is a
+combination.
 
 Modes (the grid folder is ``<runs>/ablation-<dataset>-<mode>/``, so the two never mix):
 
@@ -51,7 +53,7 @@ from pretrain_tasks.registry import SIGNAL_NAMES as SIGNALS
 
 MODES = ("amortised", "matched")
 #: every named arm; ``a+b`` combinations of signals are accepted too
-ARMS = ("none", *SIGNALS, "all", "all-uncertainty")
+ARMS = ("none", *SIGNALS, "all", "all-uncertainty", "all-size")
 #: the default arms: no pretraining, each signal, all five
 DEFAULT_ARMS = ("none", *SIGNALS, "all")
 MANIFEST = "ablation.json"
@@ -84,6 +86,8 @@ def arm(name: str) -> Arm:
         return Arm("all", tuple(SIGNALS))
     if name == "all-uncertainty":
         return Arm("all-uncertainty", tuple(SIGNALS), ("signals.sampler=uncertainty",))
+    if name == "all-size":
+        return Arm("all-size", tuple(SIGNALS), ("signals.weights=size",))
     parts = [p.strip() for p in name.split("+")]
     if name and all(p in SIGNALS for p in parts):
         label = signals_label(parts)
@@ -164,6 +168,7 @@ class Budget:
     pretrain_time: str | None = None
     budget: str | None = None
     pretrain_fraction: float = 0.3
+    pretrain_steps_per_signal: int | None = None
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -171,6 +176,11 @@ class Budget:
         for flag, steps in (("--finetune-steps", self.finetune_steps), ("--pretrain-steps", self.pretrain_steps)):
             if steps is not None and steps < 1:
                 raise KGCError(f"{flag} must be >= 1, got {steps}")
+        if self.pretrain_steps_per_signal is not None:
+            if self.pretrain_steps_per_signal < 1:
+                raise KGCError(f"--pretrain-steps-per-signal must be >= 1, got {self.pretrain_steps_per_signal}")
+            if self.pretrain_steps is not None or self.mode == "matched":
+                raise KGCError("--pretrain-steps-per-signal is for --mode amortised, instead of --pretrain-steps")
         _seconds(self.finetune_time, "--finetune-time")
         _seconds(self.pretrain_time, "--pretrain-time")
         if self.mode == "matched":
@@ -199,11 +209,16 @@ class Budget:
                     "max_time": fmt_seconds(b * (1 - self.pretrain_fraction) if a.pretrained else b)}
         return {"max_steps": self.finetune_steps, "max_time": self.finetune_time}
 
-    def pretrain(self) -> dict[str, Any]:
-        """``max_steps``/``max_time`` of a pretraining run."""
+    def pretrain(self, a: Arm) -> dict[str, Any]:
+        """``max_steps``/``max_time`` of arm ``a``'s pretraining run (``pretrain_steps_per_signal``: that
+        many steps for each of the arm's signals, so that ``all`` trains each signal as long as a
+        single-signal arm does)."""
         if self.mode == "matched":
             return {"max_steps": self.pretrain_steps, "max_time": fmt_seconds(self.budget_s * self.pretrain_fraction)}
-        return {"max_steps": self.pretrain_steps, "max_time": self.pretrain_time}
+        steps = self.pretrain_steps
+        if self.pretrain_steps_per_signal is not None:
+            steps = self.pretrain_steps_per_signal * len(a.signals)
+        return {"max_steps": steps, "max_time": self.pretrain_time}
 
     def describe(self) -> str:
         def part(steps, time):
@@ -215,7 +230,9 @@ class Budget:
             f = self.pretrain_fraction
             return (f"budget {fmt_seconds(b)} per cell: none fine-tunes {fmt_seconds(b)}; a pretrained arm pretrains "
                     f"{fmt_seconds(b * f)} then fine-tunes {fmt_seconds(b * (1 - f))}")
-        return (f"pretraining once per arm ({part(self.pretrain_steps, self.pretrain_time)}); fine-tuning per cell "
+        pt = (f"{self.pretrain_steps_per_signal} steps per signal" if self.pretrain_steps_per_signal
+              else part(self.pretrain_steps, self.pretrain_time))
+        return (f"pretraining once per arm ({pt}); fine-tuning per cell "
                 f"({part(self.finetune_steps, self.finetune_time)})")
 
 
@@ -290,7 +307,8 @@ def _settings(dataset: str, budget: Budget, pretrain_seed: int, model: dict, pre
               finetune_config: str | None, pretrain_set: Sequence[str], finetune_set: Sequence[str]) -> dict:
     return {"dataset": Path(str(dataset)).name, "mode": budget.mode,
             "budget": {k: getattr(budget, k) for k in ("finetune_steps", "finetune_time", "pretrain_steps",
-                                                       "pretrain_time", "budget", "pretrain_fraction")
+                                                       "pretrain_time", "budget", "pretrain_fraction",
+                                                       "pretrain_steps_per_signal")
                        if budget.mode == "matched" or k != "pretrain_fraction"},
             "pretrain_seed": pretrain_seed if budget.mode == "amortised" else None,
             "pretrain_config": pretrain_config, "finetune_config": finetune_config,
@@ -328,7 +346,8 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
                  seeds: Sequence[int] | str = (0, 1, 2), runs_dir: str | Path | None = None, pretrain_seed: int = 0,
                  finetune_steps: int | None = None, finetune_time: str | None = None,
                  pretrain_steps: int | None = None, pretrain_time: str | None = None, budget: str | None = None,
-                 pretrain_fraction: float = 0.3, pretrain_config: str | None = None,
+                 pretrain_fraction: float = 0.3, pretrain_steps_per_signal: int | None = None,
+                 pretrain_config: str | None = None,
                  finetune_config: str | None = None, pretrain_set: Sequence[str] = (),
                  finetune_set: Sequence[str] = (), log: Callable[[str], None] = print) -> AblationResult:
     """Run every missing cell of the ablation grid of ``dataset`` (see the module docstring)."""
@@ -336,7 +355,8 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
     from kgc.training.runs import default_runs_root
 
     b = Budget(mode=mode, finetune_steps=finetune_steps, finetune_time=finetune_time, pretrain_steps=pretrain_steps,
-               pretrain_time=pretrain_time, budget=budget, pretrain_fraction=float(pretrain_fraction))
+               pretrain_time=pretrain_time, budget=budget, pretrain_fraction=float(pretrain_fraction),
+               pretrain_steps_per_signal=pretrain_steps_per_signal)
     b.validate()
     arm_list = parse_arms(arms)
     seed_list = parse_seeds(seeds)
@@ -385,7 +405,7 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
                 shutil.rmtree(pt)
             log(f"[kgc] ablation: pretraining {a.name} (seed {seed}) -> {pt}")
             run_pretraining(str(dataset), signals=",".join(a.signals), out=pt, runs_root=grid, seed=seed,
-                            config=pt_config, overrides=pretrain_set + list(a.sets), **b.pretrain())
+                            config=pt_config, overrides=pretrain_set + list(a.sets), **b.pretrain(a))
             res.pretrained.append(pt.name)
         if not _finished_pretrain(pt):
             raise KGCError(f"pretraining {pt} did not finish (no wall_time_s in run.json)")
@@ -482,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-steps", "--budget-pretrain-steps", dest="pretrain_steps", type=int,
                    help="optimiser steps per pretraining run (a cap in matched mode)")
     p.add_argument("--pretrain-time", help="wall-clock cap per pretraining run, e.g. 30m (amortised)")
+    p.add_argument("--pretrain-steps-per-signal", type=int,
+                   help="amortised, instead of --pretrain-steps: N steps per signal of the arm (all: 5 N), so that "
+                        "every signal of a mixture trains as long as it does alone")
     p.add_argument("--budget", help="matched: total wall time per cell (pretraining + fine-tuning), e.g. 10m")
     p.add_argument("--pretrain-fraction", type=float, default=0.3,
                    help="matched: share of --budget spent pretraining (default 0.3)")
@@ -509,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
                        pretrain_seed=args.pretrain_seed, finetune_steps=args.finetune_steps,
                        finetune_time=args.finetune_time, pretrain_steps=args.pretrain_steps,
                        pretrain_time=args.pretrain_time, budget=args.budget,
-                       pretrain_fraction=args.pretrain_fraction, pretrain_config=args.pretrain_config,
+                       pretrain_fraction=args.pretrain_fraction,
+                       pretrain_steps_per_signal=args.pretrain_steps_per_signal, pretrain_config=args.pretrain_config,
                        finetune_config=args.finetune_config, pretrain_set=args.pretrain_set,
                        finetune_set=args.finetune_set)
     paths = report(res.grid, args.out)

@@ -191,3 +191,18 @@ def test_cli_overrides_and_finetune_time_reach_every_cell(tmp_path):
         m = json.loads((grid / cell / "metrics.json").read_text())
         assert m["config"]["optim"]["lr"] == 9.0e-4, cell
         assert m["config"]["trainer"]["max_time"] == "10m" and m["finetune_steps"] == 3, cell
+
+
+def test_pretrain_steps_per_signal_scales_with_the_arm():
+    from kgc.ablation import Budget, arm
+
+    b = Budget(finetune_steps=10, pretrain_steps_per_signal=100)
+    b.validate()
+    assert b.pretrain(arm("ig_path"))["max_steps"] == 100
+    assert b.pretrain(arm("random_walk+shortest_path"))["max_steps"] == 200
+    assert b.pretrain(arm("all"))["max_steps"] == b.pretrain(arm("all-uncertainty"))["max_steps"] == 500
+    assert Budget(pretrain_steps=70).pretrain(arm("all"))["max_steps"] == 70
+    for bad in (Budget(pretrain_steps=5, pretrain_steps_per_signal=1), Budget(pretrain_steps_per_signal=0),
+                Budget(mode="matched", budget="1m", pretrain_steps_per_signal=3)):
+        with pytest.raises(KGCError, match="pretrain-steps-per-signal"):
+            bad.validate()
