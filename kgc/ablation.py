@@ -309,7 +309,8 @@ def _settings(dataset: str, budget: Budget, pretrain_seed: int, model: dict, pre
             "budget": {k: getattr(budget, k) for k in ("finetune_steps", "finetune_time", "pretrain_steps",
                                                        "pretrain_time", "budget", "pretrain_fraction",
                                                        "pretrain_steps_per_signal")
-                       if budget.mode == "matched" or k != "pretrain_fraction"},
+                       if (budget.mode == "matched" or k != "pretrain_fraction")
+                       and (k != "pretrain_steps_per_signal" or budget.pretrain_steps_per_signal is not None)},
             "pretrain_seed": pretrain_seed if budget.mode == "amortised" else None,
             "pretrain_config": pretrain_config, "finetune_config": finetune_config,
             "pretrain_set": list(pretrain_set), "finetune_set": list(finetune_set), "model": model}
