@@ -22,7 +22,8 @@ if "$py" -c "import kgc, sys; sys.exit(0 if kgc.__file__.startswith('$repo') els
   echo "the wheel venv imports kgc from the checkout"; exit 1
 fi
 run "$kgc" --version
-run "$kgc" data stats umls | head -5
+run "$kgc" data stats umls > "$work/stats.txt"  # not "| head": under pipefail a reader that quits early fails the step
+head -5 "$work/stats.txt"
 run "$py" -m kgc.pretrain --signals all --max-steps 3 --no-progress > "$work/pretrain.log"
 tail -1 "$work/pretrain.log"
 run "$kgc" finetune --dataset nations --from-scratch --max-time 20s --no-progress > "$work/finetune.log"

@@ -13,7 +13,8 @@ from kgc.training.runs import default_runs_root
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run ``main``; a :class:`KGCError` prints ``error: <message>`` to stderr and exits with 2; a
-    :class:`~kgc.errors.Preempted` run (checkpoint written) prints where to resume and exits with 75."""
+    :class:`~kgc.errors.Preempted` run (checkpoint written) prints where to resume and exits with 75; a
+    closed stdout (the reader of a pipe went away) exits with 1 without a traceback."""
     try:
         code = main(argv)
     except Preempted as exc:
@@ -26,7 +27,24 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # the reader went away (``kgc data stats x | head``): no traceback
+        _quiet_stdout()
+        sys.exit(1)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(1)
     sys.exit(code or 0)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush after a closed pipe does not raise
+    again (the recipe of the Python documentation, "Note on SIGPIPE")."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def add_training_flags(p: argparse.ArgumentParser) -> None:

@@ -51,3 +51,17 @@ def test_dispatch_runs_the_subcommand_and_maps_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         main([])
     assert exc.value.code == 2
+
+
+def test_a_closed_pipe_ends_the_command_without_a_traceback(mirror):
+    """``kgc data stats umls | head -1``: the reader quits early; kgc exits 1 quietly (no BrokenPipeError)."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "kgc", "data", "stats", "umls"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ))
+    proc.stdout.close()  # the reader is gone before kgc writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
