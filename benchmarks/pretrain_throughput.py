@@ -52,7 +52,6 @@ def measure(dataset: str, steps: int, warmup: int, batch_size: int, negatives: i
 
     # the model a budgeted fine-tuning resolves to (``--max-time``: on CPU the CPU-budget recipe)
     mcfg = from_dict(ModelConfig, finetune_model(dataset, {"max_time": "15m"}), where=f"{dataset} fine-tuning model")
-    mcfg.context.budget = 0  # pretraining reads no query context (the fine-tuning adds its own)
     from kgc.resources import config_dir
     from kgc.utils.io import read_yaml
 

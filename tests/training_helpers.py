@@ -78,3 +78,17 @@ def tampered_checkpoint(src: Path, dst: Path, extra_task: str | None = None, ext
         ckpt["state_dict"]["model.tok_emb.weight"] = torch.cat([w, w[:grow]])
     torch.save(ckpt, dst)
     return dst
+
+
+class FixedTaskSampler:
+    """A task sampler with fixed probabilities: the ``WeightedTaskSampler`` interface that
+    ``StepTaskBatchSampler`` reads (``probabilities()`` and ``len``)."""
+
+    def __init__(self, probs: dict, n: int):
+        self.probs, self.n = probs, n
+
+    def probabilities(self) -> dict:
+        return dict(self.probs)
+
+    def __len__(self) -> int:
+        return self.n

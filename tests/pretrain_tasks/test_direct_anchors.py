@@ -12,15 +12,17 @@ import doctest
 import pytest
 import torch
 
-from kgc.training import losses
 from kgc.training.losses import TokenLayout, direct_anchors
 from pretrain_tasks import get_signal
 
 
 def test_docstring_example():
-    assert doctest.run_docstring_examples(direct_anchors, {"torch": torch, "TokenLayout": TokenLayout,
-                                                           "direct_anchors": direct_anchors}) is None
-    res = doctest.testmod(losses, extraglobs={"torch": torch}, verbose=False)
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(verbose=False)
+    for test in finder.find(direct_anchors, globs={"torch": torch, "TokenLayout": TokenLayout,
+                                                   "direct_anchors": direct_anchors}):
+        runner.run(test)
+    res = runner.summarize(verbose=False)
     assert res.failed == 0 and res.attempted >= 1
 
 

@@ -17,6 +17,7 @@ from kgc.training.pretrain_data import PretrainDataModule, SignalsConfig, StepTa
 from pretrain_tasks import collate, collate_packed, make_labels
 from pretrain_tasks.batching import PACK_ROW_CAP, pack_rows, pack_width, padding_fraction
 from pretrain_tasks.registry import TASKS
+from training_helpers import FixedTaskSampler as Fixed
 
 
 def placements(items, width):
@@ -187,15 +188,6 @@ def test_padding_of_a_real_mix_is_small(nations):
 
 
 # ---- the token-budget sampler ------------------------------------------------------------------
-class Fixed:  # the WeightedTaskSampler interface the batch sampler reads
-    def __init__(self, probs, n):
-        self.probs, self.n = probs, n
-
-    def probabilities(self):
-        return dict(self.probs)
-
-    def __len__(self):
-        return self.n
 
 
 def _sampler(step=0, seed=3, batch_tokens=200):

@@ -126,15 +126,7 @@ def test_step_task_batches_are_single_task_pure_in_the_step_and_follow_the_weigh
     from kgc.training.pretrain_data import StepTaskBatchSampler
     from pretrain_tasks.registry import TASKS
 
-    class Fixed:  # the WeightedTaskSampler interface the batch sampler reads
-        def __init__(self, probs, n):
-            self.probs, self.n = probs, n
-
-        def probabilities(self):
-            return dict(self.probs)
-
-        def __len__(self):
-            return self.n
+    from training_helpers import FixedTaskSampler as Fixed
 
     a, b, c = TASKS.index("lcc"), TASKS.index("khop"), TASKS.index("ig_path")
     task_index = {a: np.arange(0, 40), b: np.arange(40, 50), c: np.arange(50, 53)}
