@@ -7,7 +7,8 @@ the full-vocabulary path, same model and same sequences, in one invocation.
 For each dataset: the pretraining data of ``--signals all`` (the signal cache under ``KGC_HOME``), the model
 a budgeted fine-tuning of that dataset resolves to (``kgc.ablation.finetune_model`` with ``--max-time``:
 on CPU the CPU-budget recipe, which is also what every ablation arm at that budget pretrains), and the step-indexed, token-budgeted batches of
-``StepTaskBatchSampler`` (``trainer.batch_size * 48`` tokens per step; the same sequences for every row).
+``StepTaskBatchSampler`` (``trainer.batch_size * 48`` tokens per step, mixed- or single-task as the defaults
+``signals.step_tasks`` says; the same sequences for every row).
 Rows, each from the same initial weights with its own AdamW:
 
 * ``full, padded``: every target over the whole vocabulary (``loss.kind=full``, no direct term), the
@@ -62,7 +63,8 @@ def measure(dataset: str, steps: int, warmup: int, batch_size: int, negatives: i
     dm.setup("fit")
     v, ts = dm.vocab, dm.train_set
     sampler = StepTaskBatchSampler(dm.sampler, ts.task_index, ts.task_ids, batch_size, 0, lambda: 0,
-                                   lengths=ts.lengths, batch_tokens=batch_size * 48)
+                                   lengths=ts.lengths, batch_tokens=batch_size * 48,
+                                   mixed=sig.step_tasks == "mixed")
     batches = [[ts[i] for i in sampler.batch(g)] for g in range(warmup + steps)]
     torch.manual_seed(0)
     base = build_model(mcfg, len(v), v.num_entities, v.entity_offset)

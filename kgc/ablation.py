@@ -389,9 +389,12 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
     pt_config = pretrain_config_mapping(model, pretrain_config, log) if any(a.pretrained for a in arm_list) else None
     ready: dict[Path, Path] = {}
 
+    def pretrain_dir(a: Arm, seed: int) -> Path:
+        return grid / (f"pretrain-{a.name}" if b.mode == "amortised" else f"pretrain-{a.name}-s{seed}")
+
     def pretrain(a: Arm, seed: int) -> Path:
         """The last.ckpt of arm ``a``'s pretraining run (run, continued or reused)."""
-        pt = grid / (f"pretrain-{a.name}" if b.mode == "amortised" else f"pretrain-{a.name}-s{seed}")
+        pt = pretrain_dir(a, seed)
         if pt in ready:
             return ready[pt]
         if _finished_pretrain(pt):
@@ -420,6 +423,11 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
             if (ft / "metrics.json").is_file():
                 log(f"[kgc] ablation: {cell} finished ({ft / 'metrics.json'}); skipping")
                 res.skipped.append(cell)
+                if ft.name not in manifest["cells"]:  # finished before the manifest knew it: the report reads it
+                    pt_seed = pretrain_seed if b.mode == "amortised" else seed
+                    manifest["cells"][ft.name] = {"arm": a.name, "seed": seed,
+                                                  "pretrain": pretrain_dir(a, pt_seed).name if a.pretrained else None}
+                    _save_manifest(grid, manifest)
                 continue
             init: dict[str, Any] = {"from_scratch": True}
             pt_name = None

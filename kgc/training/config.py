@@ -78,18 +78,25 @@ class SignalLossConfig:
     ``(entity, relation)`` step of a path (or a 1-hop item of its centre) adds the model's direct
     term of that entity and relation to its query vector, as link prediction does for ``(h, r, ?)``
     (no effect when ``model.direct`` is ``none``). Validation always takes the exact ``typed`` loss.
+    balance: ``tasks`` (default) - a step's loss is the mean over the step's tasks of each task's token
+    mean, so mixed-task steps (``signals.step_tasks: mixed``) weigh tasks by the mixture, not by how
+    many target tokens their sequences have (a k-hop sequence has ten times an lcc one's); ``tokens`` -
+    the mean over its target tokens. With one task per step both are the token mean.
     """
 
     kind: Literal["sampled", "typed", "full"] = "sampled"
     negatives: int = 1024
     in_batch: bool = True
     direct: bool = True
+    balance: Literal["tokens", "tasks"] = "tasks"
 
     def validate(self) -> None:
         if self.kind not in ("sampled", "typed", "full"):
             raise ValueError(f"kind must be 'sampled', 'typed' or 'full', got {self.kind!r}")
         if self.negatives < 1:
             raise ValueError(f"negatives must be >= 1, got {self.negatives}")
+        if self.balance not in ("tokens", "tasks"):
+            raise ValueError(f"balance must be 'tokens' or 'tasks', got {self.balance!r}")
 
 
 @dataclass

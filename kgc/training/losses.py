@@ -107,12 +107,18 @@ class SignalLoss:
         partition function, so ``log Z_i`` (the loss) is a consistent estimate of the full entity loss
         (unbiased as ``K -> inf``); tests/training/test_losses.py checks both. ``K >= E`` takes the
         exact entity softmax instead. ``exact=True`` (validation) always takes ``typed``.
+
+    ``balance`` (:meth:`reduce`): ``tokens`` averages the batch's target tokens; ``tasks`` averages
+    each task's token mean, for mixed-task steps (``signals.step_tasks: mixed``).
     """
 
     def __init__(self, kind: str = "full", negatives: int = 1024, in_batch: bool = True, direct: bool = False,
-                 layout: TokenLayout | None = None):
+                 layout: TokenLayout | None = None, balance: str = "tokens"):
         if kind not in ("full", "typed", "sampled"):
             raise KGCError(f"signal loss kind must be 'full', 'typed' or 'sampled', got {kind!r}")
+        if balance not in ("tokens", "tasks"):
+            raise KGCError(f"signal loss balance must be 'tokens' or 'tasks', got {balance!r}")
+        self.balance = balance
         if direct and layout is None:
             raise KGCError("SignalLoss(direct=True) needs the vocabulary's TokenLayout")
         self.kind, self.negatives, self.in_batch, self.direct, self.layout = kind, int(negatives), bool(in_batch), \
@@ -121,7 +127,19 @@ class SignalLoss:
     @classmethod
     def from_config(cls, cfg, vocab) -> "SignalLoss":
         """From a :class:`kgc.training.config.SignalLossConfig` and the run's vocabulary."""
-        return cls(cfg.kind, cfg.negatives, cfg.in_batch, cfg.direct, TokenLayout.of(vocab))
+        return cls(cfg.kind, cfg.negatives, cfg.in_batch, cfg.direct, TokenLayout.of(vocab), cfg.balance)
+
+    def reduce(self, tok_loss: torch.Tensor, task_of_tok: torch.Tensor) -> torch.Tensor:
+        """The batch loss from per-token losses (N,): their mean (``balance="tokens"``), or the mean over
+        the batch's tasks of each task's mean token loss (``"tasks"``; ``task_of_tok`` (N,) the task of
+        each token), so that a mixed-task step weighs its tasks as single-task steps do. With one task in
+        the batch both are the token mean."""
+        if self.balance == "tokens" or tok_loss.numel() == 0:
+            return tok_loss.mean()
+        tasks, inv = torch.unique(task_of_tok, return_inverse=True)  # (T,), (N,)
+        total = tok_loss.new_zeros(len(tasks)).index_add_(0, inv, tok_loss)  # (T,)
+        count = tok_loss.new_zeros(len(tasks)).index_add_(0, inv, torch.ones_like(tok_loss))  # (T,)
+        return (total / count).mean()
 
     # ---- query vectors -------------------------------------------------------------------------
     def queries(self, model, batch: SignalBatch):
@@ -174,7 +192,8 @@ class SignalLoss:
                 idx = ent.nonzero(as_tuple=True)[0]
                 tok_loss = tok_loss.index_put((idx,), le.to(tok_loss.dtype))
                 correct[ent] = ce.to(correct.dtype)
-        return tok_loss.mean(), {"tok_loss": tok_loss.detach(), "correct": correct.detach(), "row": row}
+        loss = self.reduce(tok_loss, batch.task[row]) if self.balance == "tasks" else tok_loss.mean()
+        return loss, {"tok_loss": tok_loss.detach(), "correct": correct.detach(), "row": row}
 
     def sampled_entity_loss(self, q: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None,
                             negatives: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

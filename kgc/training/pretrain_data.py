@@ -50,6 +50,11 @@ class SignalsConfig:
     batch (rows grouped by task). Validation batches stay unpacked. The hybrid model cannot take
     packed rows: the data module turns packing off for it with one log line (``config.yaml`` keeps
     the requested value). With ``packing: false`` batches are exactly the unpacked ones.
+
+    step_tasks: ``mixed`` (default: each sequence of a step draws its own task from the mixture, so
+    every step's gradient is one of the whole mixture; docs/decisions.md, "Mixed-task steps") or
+    ``single`` (each optimiser step is one task's sequences; the task follows the mixture over steps).
+    With one selected signal both give the same stream.
     """
 
     names: list[str] = field(default_factory=_all_signals)
@@ -62,6 +67,7 @@ class SignalsConfig:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     packing: bool = True
     batch_tokens: int | None = None
+    step_tasks: Literal["single", "mixed"] = "mixed"
 
     def validate(self) -> None:
         from pretrain_tasks import parse_signals
@@ -78,6 +84,8 @@ class SignalsConfig:
             raise ValueError(f"weights must be 'uniform', 'size' or a mapping, got {self.weights!r}")
         if not isinstance(self.packing, bool):
             raise ValueError(f"packing must be true or false, got {self.packing!r}")
+        if self.step_tasks not in ("single", "mixed"):
+            raise ValueError(f"step_tasks must be 'single' or 'mixed', got {self.step_tasks!r}")
         if self.batch_tokens is not None and (isinstance(self.batch_tokens, bool) or not isinstance(
                 self.batch_tokens, int) or self.batch_tokens < 1):
             raise ValueError(f"batch_tokens must be an integer >= 1 or null, got {self.batch_tokens!r}")
@@ -103,12 +111,17 @@ class StepTaskBatchSampler(Sampler[list[int]]):
     ``batch_tokens // (the task's shortest length) + 1`` uniform draws cut to the longest prefix whose
     total length is at most ``batch_tokens`` (at least one example). An epoch is then
     ``ceil(len(task_sampler) * mean length / batch_tokens)`` batches.
+
+    With ``mixed`` (``signals.step_tasks: mixed``) and more than one task, the task is drawn per
+    draw instead of per step (:meth:`_mixed_draws`), so a step holds sequences of every task in
+    the mixture's proportions; the rest (budget cut, step indexing) is the same.
     """
 
     def __init__(self, task_sampler, task_index: dict[int, np.ndarray], task_ids: dict[str, int], batch_size: int,
                  seed: int, step_fn: Callable[[], int], lengths: np.ndarray | None = None,
-                 batch_tokens: int | None = None):
+                 batch_tokens: int | None = None, mixed: bool = False):
         self.task_sampler = task_sampler
+        self.mixed = bool(mixed)
         self.task_index = task_index
         self.task_ids = task_ids  # signal name -> task id (SignalDataset.task_ids)
         self.batch_size = int(batch_size)
@@ -134,13 +147,35 @@ class StepTaskBatchSampler(Sampler[list[int]]):
         probs = self.task_sampler.probabilities()  # {signal name: p}
         names = list(probs)
         p = np.array([probs[n] for n in names], dtype=np.float64)
-        tid = self.task_ids[names[rng.choice(len(names), p=p / p.sum())]]
-        pool = self.task_index[tid]
+        if self.mixed and len(names) > 1:
+            pick = self._mixed_draws(rng, names, p / p.sum())
+        else:
+            tid = self.task_ids[names[rng.choice(len(names), p=p / p.sum())]]
+            pool = self.task_index[tid]
+            if self.batch_tokens is None:
+                return pool[rng.integers(0, len(pool), size=self.batch_size)].tolist()
+            pick = pool[rng.integers(0, len(pool), size=self.batch_tokens // self.min_len[tid] + 1)]  # enough to pass it
         if self.batch_tokens is None:
-            return pool[rng.integers(0, len(pool), size=self.batch_size)].tolist()
-        pick = pool[rng.integers(0, len(pool), size=self.batch_tokens // self.min_len[tid] + 1)]  # enough to pass it
+            return pick.tolist()
         total = np.cumsum(self.lengths[pick])
         return pick[: max(1, int(np.searchsorted(total, self.batch_tokens, side="right")))].tolist()
+
+    def _mixed_draws(self, rng: np.random.Generator, names: list[str], p: np.ndarray) -> np.ndarray:
+        """Mixed-task draws (``step_tasks: mixed``): every draw picks its own task from ``p`` (T,) and then
+        an example of that task uniformly; ``batch_size`` draws, or with a token budget enough draws to
+        exceed it (``batch_tokens // shortest length of a drawable task + 1``). -> (N,) dataset indices."""
+        tids = [self.task_ids[n] for n in names]
+        if self.batch_tokens is None:
+            n = self.batch_size
+        else:
+            n = self.batch_tokens // min(self.min_len[t] for t, q in zip(tids, p) if q > 0) + 1
+        which = rng.choice(len(names), size=n, p=p)  # (N,) task of each draw
+        out = np.empty(n, dtype=np.int64)
+        for k, t in enumerate(tids):
+            sel = which == k
+            pool = self.task_index[t]
+            out[sel] = pool[rng.integers(0, len(pool), size=int(sel.sum()))]
+        return out
 
     def __iter__(self):
         step = int(self.step_fn() or 0)
@@ -251,11 +286,12 @@ class PretrainDataModule(pl.LightningDataModule):
         # torch RNG, which would shift dropout after each epoch boundary (and break the RNG restore
         # of a resumed run, kgc.training.preemption.RNGStateCallback)
         g = torch.Generator().manual_seed(self.seed)
-        if world == 1:  # single-task, step-indexed batches (DDP keeps Lightning's distributed sampler,
+        if world == 1:  # step-indexed batches, single- or mixed-task (DDP keeps Lightning's distributed sampler,
             # its batch_size sequences packed within the batch when packing)
             batches = StepTaskBatchSampler(self.sampler, self.train_set.task_index, self.train_set.task_ids,
                                            self.batch_size, self.seed, self._global_step,
-                                           lengths=self.train_set.lengths, batch_tokens=self.batch_tokens)
+                                           lengths=self.train_set.lengths, batch_tokens=self.batch_tokens,
+                                           mixed=self.signals.step_tasks == "mixed")
             return DataLoader(self.train_set, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
                               generator=g)
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=self.sampler, collate_fn=collate,

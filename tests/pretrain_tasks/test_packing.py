@@ -163,10 +163,16 @@ def test_packed_equals_unpacked_on_real_signals_hidden_states_and_losses(nations
 
 
 # ---- real mix: padding -------------------------------------------------------------------------
-def test_padding_of_a_real_mix_is_small(nations):
-    ds, sampler = nations.train_set, nations.sampler
-    assert nations.packing and nations.batch_tokens == 32 * 48
-    loader = nations.train_dataloader()
+@pytest.mark.parametrize("step_tasks, most", [("single", 0.10), ("mixed", 0.15)])
+def test_padding_of_a_real_mix_is_small(nations, step_tasks, most):
+    """Token-budget steps of Nations' five signals fill the budget and carry little padding. Mixed-task
+    steps pad a little more: each of the step's tasks ends in its own partly filled row."""
+    dm = PretrainDataModule("nations", from_dict(SignalsConfig, {"step_tasks": step_tasks}), 32, seed=0,
+                            model_name="transformer", max_len=64)
+    dm.setup()
+    ds, sampler = dm.train_set, dm.sampler
+    assert dm.packing and dm.batch_tokens == 32 * 48
+    loader = dm.train_dataloader()
     steps, collate_fn = loader.batch_sampler, loader.collate_fn
     first = next(iter(loader))
     assert torch.equal(first.tokens, collate_fn([ds[i] for i in steps.batch(0)]).tokens)
@@ -175,9 +181,9 @@ def test_padding_of_a_real_mix_is_small(nations):
         b = collate_fn([ds[i] for i in steps.batch(g)])
         assert b.packed and b.tokens.shape[1] <= 64
         real = int((b.tokens != 0).sum())
-        assert nations.batch_tokens - int(ds.lengths.max()) < real <= nations.batch_tokens
+        assert dm.batch_tokens - int(ds.lengths.max()) < real <= dm.batch_tokens
         pad, tot = pad + int((b.tokens == 0).sum()), tot + b.tokens.numel()
-    assert pad / tot < 0.10, pad / tot
+    assert pad / tot < most, pad / tot
     # a mixed-task batch (the DDP path) is packed by task: far less padding than right-padded
     from torch.utils.data import DataLoader
 
@@ -190,14 +196,14 @@ def test_padding_of_a_real_mix_is_small(nations):
 # ---- the token-budget sampler ------------------------------------------------------------------
 
 
-def _sampler(step=0, seed=3, batch_tokens=200):
+def _sampler(step=0, seed=3, batch_tokens=200, mixed=False, probs=None):
     a, b, c = TASKS.index("lcc"), TASKS.index("khop"), TASKS.index("ig_path")
     task_index = {a: np.arange(0, 40), b: np.arange(40, 50), c: np.arange(50, 53)}
     lengths = np.concatenate([np.full(40, 5), 30 + np.arange(10), [8, 10, 12]])
-    probs = {"lcc": 0.5, "khop": 0.3, "ig_path": 0.2}
+    probs = probs or {"lcc": 0.5, "khop": 0.3, "ig_path": 0.2}
     ids = {n: TASKS.index(n) for n in probs}
     s = StepTaskBatchSampler(Fixed(probs, 100), task_index, ids, batch_size=8, seed=seed, step_fn=lambda: step,
-                             lengths=lengths, batch_tokens=batch_tokens)
+                             lengths=lengths, batch_tokens=batch_tokens, mixed=mixed)
     plain = StepTaskBatchSampler(Fixed(probs, 100), task_index, ids, batch_size=8, seed=seed, step_fn=lambda: step)
     return s, plain, lengths, task_index
 
@@ -226,6 +232,62 @@ def test_budget_sampler_is_pure_in_the_step_and_respects_the_budget():
     with pytest.raises(KGCError, match="batch_tokens"):
         StepTaskBatchSampler(Fixed({"lcc": 1.0}, 10), task_index, {"lcc": TASKS.index("lcc")}, 8, 0, lambda: 0,
                              batch_tokens=100)
+
+
+def test_mixed_task_steps_follow_the_mixture_within_a_step_and_stay_pure_in_the_step():
+    from scipy.stats import chisquare
+
+    for batch_tokens in (None, 200):
+        s, _, lengths, task_index = _sampler(batch_tokens=batch_tokens, mixed=True)
+        owner = {int(i): t for t, ix in task_index.items() for i in ix}
+        batches = [s.batch(g) for g in range(400)]
+        assert batches[:len(s)] == list(s)  # pure in (seed, step), like single-task steps
+        resumed, *_ = _sampler(step=17, batch_tokens=batch_tokens, mixed=True)
+        assert list(resumed) == batches[17:(17 // len(s) + 1) * len(s)]  # the rest of step 17's epoch
+        assert sum(len({owner[i] for i in x}) > 1 for x in batches) > 300  # steps hold several tasks
+        if batch_tokens is None:
+            assert all(len(x) == 8 for x in batches)
+        else:
+            # the budget cut as for one task: at most 200 tokens, and one more draw would pass it
+            assert all(int(lengths[x].sum()) <= 200 for x in batches)
+            assert sum(int(lengths[x].sum()) > 200 - 40 for x in batches) > 390
+        # per draw, not per step: the draws of all steps follow the weights (the budget cut favours
+        # short sequences, so the proportions are checked on the fixed-size stream)
+        if batch_tokens is None:
+            draws = np.array([owner[i] for x in batches for i in x])
+            a, b, c = TASKS.index("lcc"), TASKS.index("khop"), TASKS.index("ig_path")
+            observed = [int((draws == t).sum()) for t in (a, b, c)]
+            assert chisquare(observed, [len(draws) * w for w in (0.5, 0.3, 0.2)]).pvalue > 1e-3
+    # one task: mixed and single are the same stream
+    one = {"khop": 1.0}
+    m, *_ = _sampler(mixed=True, probs=one)
+    single, *_ = _sampler(mixed=False, probs=one)
+    assert [m.batch(g) for g in range(20)] == [single.batch(g) for g in range(20)]
+
+
+def test_mixed_task_data_module_steps_hold_every_task_in_one_task_rows(nations):
+    """``signals.step_tasks: mixed`` (the default) on Nations' five real signals: every step's packed
+    batch holds several tasks, each row one task (the packed-vs-alone equivalence above already mixes
+    tasks), the budget holds; ``single`` gives one task per step; a bad value is named."""
+    loader = nations.train_dataloader()
+    steps, ds = loader.batch_sampler, nations.train_set
+    single = PretrainDataModule("nations", from_dict(SignalsConfig, {"step_tasks": "single"}), 32, seed=0,
+                                model_name="transformer", max_len=64)
+    single.setup()
+    one = single.train_dataloader().batch_sampler
+    assert steps.mixed and not one.mixed
+    assert all(len({int(ds[i][2]) for i in one.batch(g)}) == 1 for g in range(20))
+    for g in range(20):
+        ix = steps.batch(g)
+        tasks = {int(ds[i][2]) for i in ix}
+        assert len(tasks) >= 3
+        b = loader.collate_fn([ds[i] for i in ix])
+        assert set(b.task.tolist()) == tasks and int((b.tokens != 0).sum()) <= nations.batch_tokens
+        for r in range(len(b)):  # one task per row: the row's task token leads each of its segments
+            seg_starts = torch.nonzero(torch.diff(b.segments[r], prepend=torch.tensor([0])) > 0).flatten()
+            assert len({int(b.tokens[r, c]) for c in seg_starts}) == 1
+    with pytest.raises(ConfigError, match="signals.step_tasks"):
+        from_dict(SignalsConfig, {"step_tasks": "both"}, where="signals")
 
 
 # ---- config and data module --------------------------------------------------------------------
@@ -269,7 +331,8 @@ def test_data_module_packing_switches(nations, mirror):
 
 def test_unpacked_data_module_is_unchanged(nations):
     """packing: false gives the step-indexed batches of before: batch_size sequences, right-padded."""
-    dm = PretrainDataModule("nations", from_dict(SignalsConfig, {"packing": False}), 32, seed=0)
+    dm = PretrainDataModule("nations", from_dict(SignalsConfig, {"packing": False, "step_tasks": "single"}), 32,
+                            seed=0)
     dm.setup()
     b = next(iter(dm.train_dataloader()))
     assert not b.packed and b.prefix_mask is None and len(b) == 32

@@ -147,7 +147,7 @@ def test_sigterm_then_sigusr1_then_resume_equals_the_uninterrupted_run(ft_baseli
     assert not same_weights(ck / "last.ckpt", base / "checkpoints" / "last.ckpt")
 
 
-# tiny deterministic pretraining with dropout: packed single-task batches of 400 tokens, about 17 per
+# tiny deterministic pretraining with dropout: packed mixed-task batches of 400 tokens, about 17 per
 # epoch (lcc + random_walk, 300 examples each); validation every 10 steps
 PT_DROPOUT = """
 model: {name: transformer, dim: 32, layers: 2, heads: 2, mlp_ratio: 2.0, dropout: 0.2, attn_dropout: 0.1, max_len: 96}

@@ -156,6 +156,13 @@ def test_resume_skips_finished_cells(amortised, tmp_path, monkeypatch, cfgs):
     # a second rerun has nothing left to do
     again = run_ablation("nations", runs_dir=copy, **_grid_kwargs(cfgs))
     assert again.ran == [] and len(again.skipped) == 6 and again.pretrained == []
+    # finished cells the manifest does not list (copied in, or a manifest of an older version) are
+    # skipped and registered, so the report still reads them
+    manifest = json.loads((grid / "ablation.json").read_text())
+    lost = {k: manifest["cells"].pop(k) for k in ("finetune-none-s0", "finetune-lcc-s1")}
+    (grid / "ablation.json").write_text(json.dumps(manifest))
+    assert run_ablation("nations", runs_dir=copy, **_grid_kwargs(cfgs)).ran == []
+    assert {k: json.loads((grid / "ablation.json").read_text())["cells"][k] for k in lost} == lost
     # another budget in the same grid is refused: its cells would not be comparable
     with pytest.raises(KGCError, match="other settings .*budget"):
         run_ablation("nations", runs_dir=copy, **_grid_kwargs(cfgs, finetune_steps=4))

@@ -194,3 +194,28 @@ def test_signal_loss_config_errors():
         SignalLoss("approx")
     with pytest.raises(KGCError, match="TokenLayout"):
         SignalLoss("typed", direct=True)
+    with pytest.raises(KGCError, match="balance"):
+        SignalLoss("typed", balance="rows")
+
+
+def test_task_balanced_loss_is_the_mean_of_each_tasks_loss_alone():
+    """balance="tasks": the loss of a mixed-task batch is the mean over its tasks of the loss each
+    task's sequences give alone (typed, exact), and so are its gradients; "tokens" weighs task 1 by
+    its 2x share of target tokens instead. One task: both are the token mean."""
+    model, _ = _typed_model()
+    g = torch.Generator().manual_seed(5)
+    items = [(torch.randint(1, 55, (n,), generator=g), 2, t) for n, t in ((20, 1), (18, 1), (9, 2))]
+    mixed, alone = collate(items), [collate(items[:2]), collate(items[2:])]
+    bal, tok = SignalLoss("typed", balance="tasks"), SignalLoss("typed")
+    per_task = [tok(model, b)[0] for b in alone]
+    torch.testing.assert_close(bal(model, mixed)[0], (per_task[0] + per_task[1]) / 2)
+    n = [int((b.labels != -100).sum()) for b in alone]
+    assert n[0] >= 2 * n[1]
+    torch.testing.assert_close(tok(model, mixed)[0], (per_task[0] * n[0] + per_task[1] * n[1]) / sum(n))
+    assert not torch.allclose(bal(model, mixed)[0], tok(model, mixed)[0])
+    torch.testing.assert_close(bal(model, alone[0])[0], per_task[0])
+    # gradients: of the balanced loss = mean of the per-task gradients
+    p = model.tok_emb.weight if hasattr(model, "tok_emb") else next(model.parameters())
+    grad = lambda loss: torch.autograd.grad(loss, p)[0]  # noqa: E731
+    torch.testing.assert_close(grad(bal(model, mixed)[0]),
+                               (grad(tok(model, alone[0])[0]) + grad(tok(model, alone[1])[0])) / 2)
