@@ -2,12 +2,13 @@
 
 Examples::
 
-    python -m kgc.ablation --dataset umls --finetune-steps 1000 --pretrain-steps 500 --seeds 0,1,2
+    python -m kgc.ablation --dataset umls --finetune-steps 1500 --pretrain-steps-per-signal 300 --seeds 0,1,2
     python -m kgc.ablation --dataset fb15k237 --finetune-time 15m --pretrain-time 30m --arms none,ig_path,all
     python -m kgc.ablation --dataset fb15k237 --mode matched --budget 30m --pretrain-fraction 0.3
 
 Arms: ``none`` (fine-tuned from scratch, always run), each signal (``random_walk``, ``shortest_path``,
-``khop``, ``ig_path``, ``lcc``), ``all`` (the five, fixed uniform weights), ``all-uncertainty`` (the five with
+``khop``, ``ig_path``, ``lcc``), ``all`` (the five, fixed uniform weights, mixed within every step as the
+pretraining defaults say: ``signals.step_tasks``, ``loss.balance``), ``all-uncertainty`` (the five with
 ``signals.sampler=uncertainty``, the CA-MTL-style sampler) and ``all-size`` (the five with
 ``signals.weights=size``: every sequence equally likely, so a signal's share is its size); ``a+b`` is a
 combination.
@@ -30,7 +31,8 @@ CPU-budget recipe that ``--max-time`` picks on a machine without CUDA), so the i
 difference; the other pretraining settings come from ``configs/pretrain/`` plus ``--pretrain-config`` /
 ``--pretrain-set``. Change the architecture with ``--finetune-config``/``--finetune-set model.*``.
 
-Resumable: a cell with ``metrics.json`` is skipped, a finished pretraining run is reused, an interrupted
+Resumable: a cell with ``metrics.json`` is skipped (and listed in the manifest if it was not), a finished
+pretraining run is reused, an interrupted
 run (pretraining or fine-tuning) continues from its ``last.ckpt`` (``--resume``). ``ablation.json`` in the
 grid records its settings; rerunning a grid with another budget or config is refused. Afterwards the
 per-signal table is printed and written to ``<grid>/report/`` (``ablation.md``, ``ablation.png``, and

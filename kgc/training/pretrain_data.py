@@ -54,7 +54,8 @@ class SignalsConfig:
     step_tasks: ``mixed`` (default: each sequence of a step draws its own task from the mixture, so
     every step's gradient is one of the whole mixture; docs/decisions.md, "Mixed-task steps") or
     ``single`` (each optimiser step is one task's sequences; the task follows the mixture over steps).
-    With one selected signal both give the same stream.
+    With one selected signal both give the same stream. Under DDP the distributed sampler's batches
+    are drawn example by example from the task sampler, so they are mixed whatever this says.
     """
 
     names: list[str] = field(default_factory=_all_signals)
