@@ -32,8 +32,8 @@ difference; the other pretraining settings come from ``configs/pretrain/`` plus 
 ``--pretrain-set``. Change the architecture with ``--finetune-config``/``--finetune-set model.*``.
 
 Resumable: a cell with ``metrics.json`` is skipped (and listed in the manifest if it was not), a finished
-pretraining run is reused, an interrupted
-run (pretraining or fine-tuning) continues from its ``last.ckpt`` (``--resume``). ``ablation.json`` in the
+pretraining run is reused, an interrupted run (pretraining or fine-tuning) continues from its
+``last.ckpt`` (``--resume``). ``ablation.json`` in the
 grid records its settings; rerunning a grid with another budget or config is refused. Afterwards the
 per-signal table is printed and written to ``<grid>/report/`` (``ablation.md``, ``ablation.png``, and
 the leaderboard files, which carry the same table).

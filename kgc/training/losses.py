@@ -192,8 +192,7 @@ class SignalLoss:
                 idx = ent.nonzero(as_tuple=True)[0]
                 tok_loss = tok_loss.index_put((idx,), le.to(tok_loss.dtype))
                 correct[ent] = ce.to(correct.dtype)
-        loss = self.reduce(tok_loss, batch.task[row]) if self.balance == "tasks" else tok_loss.mean()
-        return loss, {"tok_loss": tok_loss.detach(), "correct": correct.detach(), "row": row}
+        return self.reduce(tok_loss, batch.task[row]), {"tok_loss": tok_loss.detach(), "correct": correct.detach(), "row": row}
 
     def sampled_entity_loss(self, q: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None,
                             negatives: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

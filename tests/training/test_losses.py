@@ -215,7 +215,7 @@ def test_task_balanced_loss_is_the_mean_of_each_tasks_loss_alone():
     assert not torch.allclose(bal(model, mixed)[0], tok(model, mixed)[0])
     torch.testing.assert_close(bal(model, alone[0])[0], per_task[0])
     # gradients: of the balanced loss = mean of the per-task gradients
-    p = model.tok_emb.weight if hasattr(model, "tok_emb") else next(model.parameters())
+    p = model.token_weight()  # (V, D) the tied embedding / output layer: every target's gradient reaches it
     grad = lambda loss: torch.autograd.grad(loss, p)[0]  # noqa: E731
     torch.testing.assert_close(grad(bal(model, mixed)[0]),
                                (grad(tok(model, alone[0])[0]) + grad(tok(model, alone[1])[0])) / 2)
