@@ -22,7 +22,9 @@ Modes (the grid folder is ``<runs>/ablation-<dataset>-<mode>/``, so the two neve
 - ``matched``: every cell is an independent run of total wall-clock budget B (``--budget``). ``none``
   fine-tunes for B; a pretrained arm pretrains for F*B (``--pretrain-fraction`` F, a ``trainer.max_time``
   cap; ``pretrain-<arm>-s<seed>/``, per seed) then fine-tunes for (1-F)*B. Signal generation (cached)
-  and the final evaluation are outside B. ``--pretrain-steps``/``--finetune-steps`` add step caps.
+  and the final evaluation are outside B. The time shares are the budgets: without
+  ``--pretrain-steps``/``--finetune-steps`` (step caps) no configured step count stops a run, and every
+  run's decay ends at its time (``optim.horizon=time``, applied before ``--pretrain-set``/``--finetune-set``).
 
 Without a step or time flag a run trains for what its config says (``trainer.max_steps``/``max_time``).
 Every arm has the same architecture: the pretraining runs use exactly the ``model`` section that
@@ -54,6 +56,9 @@ from kgc.errors import KGCError
 from pretrain_tasks.registry import SIGNAL_NAMES as SIGNALS
 
 MODES = ("amortised", "matched")
+# matched mode without a step flag: a step cap no run reaches, so the time share is the budget (the
+# CPU-budget fine-tuning recipe uses the same number)
+MATCHED_STEP_CAP = 1_000_000
 #: every named arm; ``a+b`` combinations of signals are accepted too
 ARMS = ("none", *SIGNALS, "all", "all-uncertainty", "all-size")
 #: the default arms: no pretraining, each signal, all five
@@ -203,11 +208,18 @@ class Budget:
     def budget_s(self) -> float | None:
         return _seconds(self.budget, "--budget")
 
+    def schedule_sets(self) -> list[str]:
+        """Overrides every run of the grid gets before ``--pretrain-set``/``--finetune-set`` (which win).
+        matched: ``optim.horizon=time``, so that each run's decay ends at its share of the budget and
+        not at a configured step count it may never reach (or reach early)."""
+        return ["optim.horizon=time"] if self.mode == "matched" else []
+
     def finetune(self, a: Arm) -> dict[str, Any]:
-        """``max_steps``/``max_time`` of a fine-tuning cell of arm ``a``."""
+        """``max_steps``/``max_time`` of a fine-tuning cell of arm ``a`` (matched: the time is the budget;
+        without ``--finetune-steps`` no configured step count stops a cell early)."""
         if self.mode == "matched":
             b = self.budget_s
-            return {"max_steps": self.finetune_steps,
+            return {"max_steps": self.finetune_steps or MATCHED_STEP_CAP,
                     "max_time": fmt_seconds(b * (1 - self.pretrain_fraction) if a.pretrained else b)}
         return {"max_steps": self.finetune_steps, "max_time": self.finetune_time}
 
@@ -216,7 +228,8 @@ class Budget:
         many steps for each of the arm's signals, so that ``all`` trains each signal as long as a
         single-signal arm does)."""
         if self.mode == "matched":
-            return {"max_steps": self.pretrain_steps, "max_time": fmt_seconds(self.budget_s * self.pretrain_fraction)}
+            return {"max_steps": self.pretrain_steps or MATCHED_STEP_CAP,
+                    "max_time": fmt_seconds(self.budget_s * self.pretrain_fraction)}
         steps = self.pretrain_steps
         if self.pretrain_steps_per_signal is not None:
             steps = self.pretrain_steps_per_signal * len(a.signals)
@@ -411,7 +424,8 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
                 shutil.rmtree(pt)
             log(f"[kgc] ablation: pretraining {a.name} (seed {seed}) -> {pt}")
             run_pretraining(str(dataset), signals=",".join(a.signals), out=pt, runs_root=grid, seed=seed,
-                            config=pt_config, overrides=pretrain_set + list(a.sets), **b.pretrain(a))
+                            config=pt_config, overrides=b.schedule_sets() + pretrain_set + list(a.sets),
+                            **b.pretrain(a))
             res.pretrained.append(pt.name)
         if not _finished_pretrain(pt):
             raise KGCError(f"pretraining {pt} did not finish (no wall_time_s in run.json)")
@@ -446,7 +460,7 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
                     shutil.rmtree(ft)
                 log(f"[kgc] ablation: fine-tuning {cell} -> {ft}")
                 run_finetuning(str(dataset), out=ft, runs_root=grid, **init,
-                               **_finetune_kwargs(seed, b.finetune(a), finetune_config, finetune_set))
+                               **_finetune_kwargs(seed, b.finetune(a), finetune_config, b.schedule_sets() + finetune_set))
             if not (ft / "metrics.json").is_file():
                 raise KGCError(f"fine-tuning {ft} failed (no metrics.json)")
             res.ran.append(cell)

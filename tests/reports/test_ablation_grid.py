@@ -198,6 +198,9 @@ def test_matched_mode_splits_the_budget(tmp_path, monkeypatch, cfgs):
     assert yaml.safe_load((grid / "pretrain-lcc-s0" / "config.yaml").read_text())["trainer"]["max_time"] == "6s"
     assert _metrics(grid / "finetune-none-s0")["config"]["trainer"]["max_time"] == "20s"
     assert _metrics(grid / "finetune-lcc-s0")["config"]["trainer"]["max_time"] == "14s"
+    # every run's decay ends at its time share, the pretraining config's "steps" horizon notwithstanding
+    assert yaml.safe_load((grid / "pretrain-lcc-s0" / "config.yaml").read_text())["optim"]["horizon"] == "time"
+    assert {_metrics(grid / f"finetune-{a}-s0")["config"]["optim"]["horizon"] for a in ("none", "lcc")} == {"time"}
     # the same architecture here too (a time budget on a CPU picks the CPU-budget recipe: both sides see it)
     assert (yaml.safe_load((grid / "pretrain-lcc-s0" / "config.yaml").read_text())["model"]
             == _metrics(grid / "finetune-none-s0")["config"]["model"])

@@ -206,3 +206,21 @@ def test_pretrain_steps_per_signal_scales_with_the_arm():
                 Budget(mode="matched", budget="1m", pretrain_steps_per_signal=3)):
         with pytest.raises(KGCError, match="pretrain-steps-per-signal"):
             bad.validate()
+
+
+def test_matched_budget_is_the_time_share():
+    """matched: no configured step count stops a run (the cap is MATCHED_STEP_CAP unless a step flag is
+    given) and every run's decay ends at its time; amortised runs keep what the config says."""
+    from kgc.ablation import MATCHED_STEP_CAP, Budget, arm
+
+    m = Budget(mode="matched", budget="1m", pretrain_fraction=0.25)
+    m.validate()
+    assert m.pretrain(arm("all")) == {"max_steps": MATCHED_STEP_CAP, "max_time": "15s"}
+    assert m.finetune(arm("all")) == {"max_steps": MATCHED_STEP_CAP, "max_time": "45s"}
+    assert m.finetune(arm("none")) == {"max_steps": MATCHED_STEP_CAP, "max_time": "60s"}
+    assert m.schedule_sets() == ["optim.horizon=time"]
+    capped = Budget(mode="matched", budget="1m", pretrain_steps=7, finetune_steps=9)
+    assert capped.pretrain(arm("ig_path"))["max_steps"] == 7 and capped.finetune(arm("ig_path"))["max_steps"] == 9
+    a = Budget(pretrain_steps=70, finetune_steps=10)
+    assert a.schedule_sets() == [] and a.pretrain(arm("all"))["max_steps"] == 70
+    assert a.finetune(arm("none")) == {"max_steps": 10, "max_time": None}
