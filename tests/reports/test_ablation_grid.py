@@ -31,6 +31,7 @@ FINETUNE = """model:
   mlp_ratio: 2.0
 optim:
   warmup_steps: 1
+  horizon: steps             # matched mode must override it (the CPU-budget recipe alone would say time)
 trainer:
   batch_size: 64
   val_every: 2
