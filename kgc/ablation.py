@@ -36,7 +36,9 @@ difference; the other pretraining settings come from ``configs/pretrain/`` plus 
 Resumable: a cell with ``metrics.json`` is skipped (and listed in the manifest if it was not), a finished
 pretraining run is reused, an interrupted run (pretraining or fine-tuning) continues from its
 ``last.ckpt`` (``--resume``). ``ablation.json`` in the
-grid records its settings; rerunning a grid with another budget or config is refused. Afterwards the
+grid records its settings; rerunning a grid with another budget or config is refused. One process runs a
+grid at a time (``<grid>/.lock``, an ``flock`` that dies with its process): a second is refused at once,
+naming the first's pid. Afterwards the
 per-signal table is printed and written to ``<grid>/report/`` (``ablation.md``, ``ablation.png``, and
 the leaderboard files, which carry the same table).
 """
@@ -44,6 +46,7 @@ the leaderboard files, which carry the same table).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -65,6 +68,7 @@ ARMS = ("none", *SIGNALS, "all", "all-uncertainty", "all-size")
 DEFAULT_ARMS = ("none", *SIGNALS, "all")
 MANIFEST = "ablation.json"
 MANIFEST_VERSION = 1
+LOCK = ".lock"  # the grid lock (grid_lock)
 
 
 # ---- arms, seeds, budgets -------------------------------------------------------------------------
@@ -358,6 +362,16 @@ def _save_manifest(grid: Path, data: dict) -> None:
     write_json(grid / MANIFEST, data)
 
 
+def grid_lock(grid: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on ``grid/.lock`` while one process runs the grid's cells (released by the kernel
+    when the process dies, even by SIGKILL): a second ``kgc ablation`` on the same grid is refused at once."""
+    from kgc.utils.io import exclusive_lock
+
+    return exclusive_lock(grid / LOCK, lambda pid: KGCError(
+        f"{grid} is being run by another kgc ablation process (pid {pid}, lock {grid / LOCK}); wait for it to "
+        "finish, or use another --runs folder"))
+
+
 def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] | str = DEFAULT_ARMS,
                  seeds: Sequence[int] | str = (0, 1, 2), runs_dir: str | Path | None = None, pretrain_seed: int = 0,
                  finetune_steps: int | None = None, finetune_time: str | None = None,
@@ -365,8 +379,10 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
                  pretrain_fraction: float = 0.3, pretrain_steps_per_signal: int | None = None,
                  pretrain_config: str | None = None,
                  finetune_config: str | None = None, pretrain_set: Sequence[str] = (),
-                 finetune_set: Sequence[str] = (), log: Callable[[str], None] = print) -> AblationResult:
-    """Run every missing cell of the ablation grid of ``dataset`` (see the module docstring)."""
+                 finetune_set: Sequence[str] = (), pretrain_only: bool = False,
+                 log: Callable[[str], None] = print) -> AblationResult:
+    """Run every missing cell of the ablation grid of ``dataset`` (see the module docstring); with
+    ``pretrain_only`` (amortised), only the pretraining runs of its pretrained arms."""
     from kgc.api import run_finetuning, run_pretraining
     from kgc.training.runs import default_runs_root
 
@@ -376,6 +392,10 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
     b.validate()
     arm_list = parse_arms(arms)
     seed_list = parse_seeds(seeds)
+    if pretrain_only and b.mode != "amortised":
+        raise KGCError("--pretrain-only is for --mode amortised; in matched mode a cell's pretraining is part of it")
+    if pretrain_only and not any(a.pretrained for a in arm_list):
+        raise KGCError(f"--pretrain-only: no pretrained arm in --arms {','.join(a.name for a in arm_list)}")
     if pretrain_seed is None or pretrain_seed < 0:
         raise KGCError(f"--pretrain-seed must be >= 0, got {pretrain_seed}")
     for flag, path in (("--pretrain-config", pretrain_config), ("--finetune-config", finetune_config)):
@@ -392,78 +412,86 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
     model = finetune_model(dataset, none_kwargs)  # the architecture of every arm
     settings = _settings(dataset, b, pretrain_seed, model, pretrain_config, finetune_config, pretrain_set, finetune_set)
     grid.mkdir(parents=True, exist_ok=True)
-    manifest = _load_manifest(grid, settings)
-    for a in arm_list:
-        manifest["arms"][a.name] = {"signals": list(a.signals), "pretrain_set": list(a.sets)}
-    _save_manifest(grid, manifest)
-    log(f"[kgc] ablation {b.mode}: {Path(str(dataset)).name}, arms {', '.join(a.name for a in arm_list)}, seeds "
-        f"{seed_list}; {b.describe()}; model {model['name']} dim {model['dim']} x {model['layers']} layers; "
-        f"grid {grid}")
-
-    res = AblationResult(grid=grid, mode=b.mode)
-    pt_config = pretrain_config_mapping(model, pretrain_config, log) if any(a.pretrained for a in arm_list) else None
-    ready: dict[Path, Path] = {}
-
-    def pretrain_dir(a: Arm, seed: int) -> Path:
-        return grid / (f"pretrain-{a.name}" if b.mode == "amortised" else f"pretrain-{a.name}-s{seed}")
-
-    def pretrain(a: Arm, seed: int) -> Path:
-        """The last.ckpt of arm ``a``'s pretraining run (run, continued or reused)."""
-        pt = pretrain_dir(a, seed)
-        if pt in ready:
-            return ready[pt]
-        if _finished_pretrain(pt):
-            log(f"[kgc] ablation: reusing pretraining run {pt}")
-            res.reused.append(pt.name)
-        elif (pt / "checkpoints" / "last.ckpt").is_file() and (pt / "run.json").is_file():
-            log(f"[kgc] ablation: continuing pretraining run {pt} from its last checkpoint")
-            run_pretraining(resume=pt)
-            res.pretrained.append(pt.name)
-        else:
-            if pt.exists():  # created but no checkpoint yet: nothing worth keeping
-                shutil.rmtree(pt)
-            log(f"[kgc] ablation: pretraining {a.name} (seed {seed}) -> {pt}")
-            run_pretraining(str(dataset), signals=",".join(a.signals), out=pt, runs_root=grid, seed=seed,
-                            config=pt_config, overrides=b.schedule_sets() + pretrain_set + list(a.sets),
-                            **b.pretrain(a))
-            res.pretrained.append(pt.name)
-        if not _finished_pretrain(pt):
-            raise KGCError(f"pretraining {pt} did not finish (no wall_time_s in run.json)")
-        ready[pt] = pt / "checkpoints" / "last.ckpt"
-        return ready[pt]
-
-    for seed in seed_list:
+    with grid_lock(grid):  # one process per grid: two would run the same missing cell twice
+        manifest = _load_manifest(grid, settings)
         for a in arm_list:
-            ft = grid / f"finetune-{a.name}-s{seed}"
-            cell = f"{a.name}/seed {seed}"
-            if (ft / "metrics.json").is_file():
-                log(f"[kgc] ablation: {cell} finished ({ft / 'metrics.json'}); skipping")
-                res.skipped.append(cell)
-                if ft.name not in manifest["cells"]:  # finished before the manifest knew it: the report reads it
-                    pt_seed = pretrain_seed if b.mode == "amortised" else seed
-                    manifest["cells"][ft.name] = {"arm": a.name, "seed": seed,
-                                                  "pretrain": pretrain_dir(a, pt_seed).name if a.pretrained else None}
-                    _save_manifest(grid, manifest)
-                continue
-            init: dict[str, Any] = {"from_scratch": True}
-            pt_name = None
-            if a.pretrained:
-                ckpt = pretrain(a, pretrain_seed if b.mode == "amortised" else seed)
-                init, pt_name = {"init": ckpt}, ckpt.parent.parent.name
-            manifest["cells"][ft.name] = {"arm": a.name, "seed": seed, "pretrain": pt_name}
-            _save_manifest(grid, manifest)
-            if (ft / "checkpoints" / "last.ckpt").is_file() and (ft / "run.json").is_file():
-                log(f"[kgc] ablation: continuing fine-tuning run {ft} from its last checkpoint")
-                run_finetuning(resume=ft)
+            manifest["arms"][a.name] = {"signals": list(a.signals), "pretrain_set": list(a.sets)}
+        _save_manifest(grid, manifest)
+        log(f"[kgc] ablation {b.mode}: {Path(str(dataset)).name}, arms {', '.join(a.name for a in arm_list)}, seeds "
+            f"{seed_list}; {b.describe()}; model {model['name']} dim {model['dim']} x {model['layers']} layers; "
+            f"grid {grid}")
+
+        res = AblationResult(grid=grid, mode=b.mode)
+        pretrained_arms = any(a.pretrained for a in arm_list)
+        pt_config = pretrain_config_mapping(model, pretrain_config, log) if pretrained_arms else None
+        ready: dict[Path, Path] = {}
+
+        def pretrain_dir(a: Arm, seed: int) -> Path:
+            return grid / (f"pretrain-{a.name}" if b.mode == "amortised" else f"pretrain-{a.name}-s{seed}")
+
+        def pretrain(a: Arm, seed: int) -> Path:
+            """The last.ckpt of arm ``a``'s pretraining run (run, continued or reused)."""
+            pt = pretrain_dir(a, seed)
+            if pt in ready:
+                return ready[pt]
+            if _finished_pretrain(pt):
+                log(f"[kgc] ablation: reusing pretraining run {pt}")
+                res.reused.append(pt.name)
+            elif (pt / "checkpoints" / "last.ckpt").is_file() and (pt / "run.json").is_file():
+                log(f"[kgc] ablation: continuing pretraining run {pt} from its last checkpoint")
+                run_pretraining(resume=pt)
+                res.pretrained.append(pt.name)
             else:
-                if ft.exists():
-                    shutil.rmtree(ft)
-                log(f"[kgc] ablation: fine-tuning {cell} -> {ft}")
-                run_finetuning(str(dataset), out=ft, runs_root=grid, **init,
-                               **_finetune_kwargs(seed, b.finetune(a), finetune_config, b.schedule_sets() + finetune_set))
-            if not (ft / "metrics.json").is_file():
-                raise KGCError(f"fine-tuning {ft} failed (no metrics.json)")
-            res.ran.append(cell)
+                if pt.exists():  # created but no checkpoint yet: nothing worth keeping
+                    shutil.rmtree(pt)
+                log(f"[kgc] ablation: pretraining {a.name} (seed {seed}) -> {pt}")
+                run_pretraining(str(dataset), signals=",".join(a.signals), out=pt, runs_root=grid, seed=seed,
+                                config=pt_config, overrides=b.schedule_sets() + pretrain_set + list(a.sets),
+                                **b.pretrain(a))
+                res.pretrained.append(pt.name)
+            if not _finished_pretrain(pt):
+                raise KGCError(f"pretraining {pt} did not finish (no wall_time_s in run.json)")
+            ready[pt] = pt / "checkpoints" / "last.ckpt"
+            return ready[pt]
+
+        if pretrain_only:  # the checkpoints that later runs of the grid reuse
+            for a in arm_list:
+                if a.pretrained:
+                    pretrain(a, pretrain_seed)
+            return res
+        for seed in seed_list:
+            for a in arm_list:
+                ft = grid / f"finetune-{a.name}-s{seed}"
+                cell = f"{a.name}/seed {seed}"
+                if (ft / "metrics.json").is_file():
+                    log(f"[kgc] ablation: {cell} finished ({ft / 'metrics.json'}); skipping")
+                    res.skipped.append(cell)
+                    if ft.name not in manifest["cells"]:  # finished before the manifest knew it: the report reads it
+                        pt_seed = pretrain_seed if b.mode == "amortised" else seed
+                        pt_name = pretrain_dir(a, pt_seed).name if a.pretrained else None
+                        manifest["cells"][ft.name] = {"arm": a.name, "seed": seed, "pretrain": pt_name}
+                        _save_manifest(grid, manifest)
+                    continue
+                init: dict[str, Any] = {"from_scratch": True}
+                pt_name = None
+                if a.pretrained:
+                    ckpt = pretrain(a, pretrain_seed if b.mode == "amortised" else seed)
+                    init, pt_name = {"init": ckpt}, ckpt.parent.parent.name
+                manifest["cells"][ft.name] = {"arm": a.name, "seed": seed, "pretrain": pt_name}
+                _save_manifest(grid, manifest)
+                if (ft / "checkpoints" / "last.ckpt").is_file() and (ft / "run.json").is_file():
+                    log(f"[kgc] ablation: continuing fine-tuning run {ft} from its last checkpoint")
+                    run_finetuning(resume=ft)
+                else:
+                    if ft.exists():
+                        shutil.rmtree(ft)
+                    log(f"[kgc] ablation: fine-tuning {cell} -> {ft}")
+                    run_finetuning(str(dataset), out=ft, runs_root=grid, **init,
+                                   **_finetune_kwargs(seed, b.finetune(a), finetune_config,
+                                                      b.schedule_sets() + finetune_set))
+                if not (ft / "metrics.json").is_file():
+                    raise KGCError(f"fine-tuning {ft} failed (no metrics.json)")
+                res.ran.append(cell)
     return res
 
 
@@ -542,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pretraining override (repeatable; not model.*)")
     p.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
                    help="fine-tuning override (repeatable; model.* changes every arm's architecture)")
+    p.add_argument("--pretrain-only", action="store_true",
+                   help="amortised: run (or finish) only the pretraining runs of the pretrained arms, no "
+                        "fine-tuning cells and no report; a later run of the grid reuses them")
     p.add_argument("--out", help="report folder (default <grid>/report)")
     return p
 
@@ -560,7 +591,12 @@ def main(argv: list[str] | None = None) -> int:
                        pretrain_fraction=args.pretrain_fraction,
                        pretrain_steps_per_signal=args.pretrain_steps_per_signal, pretrain_config=args.pretrain_config,
                        finetune_config=args.finetune_config, pretrain_set=args.pretrain_set,
-                       finetune_set=args.finetune_set)
+                       finetune_set=args.finetune_set, pretrain_only=args.pretrain_only)
+    if args.pretrain_only:
+        print(f"[kgc] ablation: {len(res.pretrained)} pretraining run(s) run, {len(res.reused)} reused; "
+              f"no fine-tuning (--pretrain-only); grid {res.grid}")
+        sys.stdout.flush()
+        return 0
     paths = report(res.grid, args.out)
     print(f"[kgc] ablation: {len(res.ran)} cell(s) run, {len(res.skipped)} already finished; "
           f"{len(res.pretrained)} pretraining run(s) run, {len(res.reused)} reused; report in {paths['ablation_md']}")

@@ -38,7 +38,7 @@ import traceback
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -583,29 +583,15 @@ def _sqlite_path(storage: str) -> Path | None:
     return Path(db)
 
 
-@contextlib.contextmanager
-def study_lock(path: Path, study_name: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` while this process runs the study (released by the kernel
-    when the process dies, even by SIGKILL): with the lock held, any RUNNING trial is stale."""
-    import fcntl
+def study_lock(path: Path, study_name: str) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on ``path`` while this process runs the study (:func:`kgc.utils.io.exclusive_lock`:
+    released by the kernel when the process dies, even by SIGKILL): with the lock held, any RUNNING trial
+    is stale."""
+    from kgc.utils.io import exclusive_lock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "?"
-            raise StudyError(f"study {study_name!r} is being run by another process (pid {holder}, lock {path}); "
-                             "wait for it to finish or pass another --study-name") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        yield
-    finally:
-        fh.close()
+    return exclusive_lock(path, lambda pid: StudyError(
+        f"study {study_name!r} is being run by another process (pid {pid}, lock {path}); "
+        "wait for it to finish or pass another --study-name"))
 
 
 def _fail_stale(study) -> list[int]:

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import yaml
 
@@ -39,6 +39,31 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, busy: Callable[[str], KGCError]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing, the holder's pid written in it) for the
+    block. The kernel releases it when the process dies, even by SIGKILL, so a lock file left behind never
+    blocks anyone. If another process holds it, raise ``busy(holder_pid)`` at once (never wait)."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            raise busy(fh.read().strip() or "?") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -4,7 +4,11 @@ architecture, resuming cell by cell, the matched-budget split, bad input, and an
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -169,6 +173,62 @@ def test_resume_skips_finished_cells(amortised, tmp_path, monkeypatch, cfgs):
         run_ablation("nations", runs_dir=copy, **_grid_kwargs(cfgs, finetune_steps=4))
 
 
+HOLDER = """
+import sys, time
+from pathlib import Path
+from kgc.ablation import grid_lock
+with grid_lock(Path(sys.argv[1])):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_grid_in_use_is_refused_and_a_killed_holder_does_not_block(amortised, tmp_path, cfgs):
+    """Two ``kgc ablation`` processes on one grid would both run its first missing cell: the second is
+    refused at once, naming the holder's pid, and touches nothing. The lock dies with its process (SIGKILL
+    included), so the grid then runs."""
+    runs, _, _ = amortised
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy, ignore=shutil.ignore_patterns("report"))
+    grid = copy / "ablation-nations-amortised"
+    (grid / "finetune-none-s1" / "metrics.json").unlink()  # a missing cell: what both processes would run
+    manifest = (grid / "ablation.json").read_bytes()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(grid)], cwd=tmp_path, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(KGCError, match=rf"being run by another kgc ablation process \(pid {holder.pid},"):
+            run_ablation("nations", runs_dir=copy, **_grid_kwargs(cfgs))
+        assert (grid / "ablation.json").read_bytes() == manifest
+        assert not (grid / "finetune-none-s1" / "metrics.json").exists()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+    res = run_ablation("nations", runs_dir=copy, **_grid_kwargs(cfgs))
+    assert res.ran == ["none/seed 1"] and (grid / "finetune-none-s1" / "metrics.json").is_file()
+
+
+def test_pretrain_only_makes_the_checkpoints_the_grid_then_reuses(tmp_path, monkeypatch, cfgs):
+    """``--pretrain-only`` runs the pretrained arms' pretraining and nothing else (no cell, no report); the
+    grid run after it fine-tunes from those checkpoints without pretraining again."""
+    runs = tmp_path / "runs"
+    kw = _grid_kwargs(cfgs, arms="none,lcc", seeds="0")
+    spy = Spy(monkeypatch)
+    assert ablation_main(["--dataset", "nations", "--runs", str(runs), "--arms", "none,lcc", "--seeds", "0",
+                          "--pretrain-steps", "2", "--finetune-steps", "3", "--pretrain-config", cfgs[0],
+                          "--finetune-config", cfgs[1], "--pretrain-only"]) == 0
+    grid = runs / "ablation-nations-amortised"
+    assert len(spy.pretrain) == 1 and spy.finetune == []
+    assert sorted(p.name for p in grid.iterdir()) == [".lock", "ablation.json", "pretrain-lcc"]
+    ckpt = (grid / "pretrain-lcc" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+    res = run_ablation("nations", runs_dir=runs, **kw)
+    assert res.reused == ["pretrain-lcc"] and res.pretrained == [] and len(spy.pretrain) == 1
+    assert res.ran == ["none/seed 0", "lcc/seed 0"]
+    assert (grid / "pretrain-lcc" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == ckpt
+    assert _metrics(grid / "finetune-lcc-s0")["init_checkpoint"] == str(grid / "pretrain-lcc" / "checkpoints"
+                                                                        / "last.ckpt")
+
+
 def test_report_table_matches_the_cells(amortised, tmp_path):
     runs, _, _ = amortised
     grid = runs / "ablation-nations-amortised"
@@ -220,6 +280,8 @@ def test_matched_mode_splits_the_budget(tmp_path, monkeypatch, cfgs):
     (["--mode", "matched", "--budget", "five"], "--budget 'five'"),
     (["--finetune-steps", "0"], "--finetune-steps must be >= 1"),
     (["--pretrain-set", "model.dim=64"], "change it with --finetune-set model.dim=64"),
+    (["--pretrain-only", "--arms", "none"], "--pretrain-only: no pretrained arm in --arms none"),
+    (["--mode", "matched", "--budget", "5m", "--pretrain-only"], "--pretrain-only is for --mode amortised"),
 ])
 def test_bad_input_is_a_named_error_before_anything_runs(tmp_path, extra, match):
     with pytest.raises(KGCError, match=match.replace("(", r"\(").replace(")", r"\)")):
