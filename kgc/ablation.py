@@ -392,9 +392,10 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
     b.validate()
     arm_list = parse_arms(arms)
     seed_list = parse_seeds(seeds)
+    pretrained_arms = any(a.pretrained for a in arm_list)
     if pretrain_only and b.mode != "amortised":
         raise KGCError("--pretrain-only is for --mode amortised; in matched mode a cell's pretraining is part of it")
-    if pretrain_only and not any(a.pretrained for a in arm_list):
+    if pretrain_only and not pretrained_arms:
         raise KGCError(f"--pretrain-only: no pretrained arm in --arms {','.join(a.name for a in arm_list)}")
     if pretrain_seed is None or pretrain_seed < 0:
         raise KGCError(f"--pretrain-seed must be >= 0, got {pretrain_seed}")
@@ -422,7 +423,6 @@ def run_ablation(dataset: str, *, mode: str = "amortised", arms: Sequence[str] |
             f"grid {grid}")
 
         res = AblationResult(grid=grid, mode=b.mode)
-        pretrained_arms = any(a.pretrained for a in arm_list)
         pt_config = pretrain_config_mapping(model, pretrain_config, log) if pretrained_arms else None
         ready: dict[Path, Path] = {}
 
